@@ -1,0 +1,35 @@
+"""The ``hac`` command line: one root app, one sub-app module per area under ``hac_rllib.commands``.
+
+Sub-apps import their heavy dependencies (torch, Ray) inside the commands, so ``hac --help`` and the
+data commands start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from hac_rllib.commands import data as data_commands
+
+app = typer.Typer(
+    name="hac",
+    help="Hyper-Actor Critic list-wise recommenders on Ray RLlib, with learned user simulators.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_commands.app, name="data")
+
+
+def main() -> None:
+    """Console-script entry point: known user errors print one clear line instead of a traceback."""
+    from envs.data.errors import DataError
+
+    try:
+        app()
+    except DataError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Sub-apps of the ``hac`` CLI, one module per area."""
