@@ -1,0 +1,38 @@
+"""Shared fixtures: the real sample data in ../shared/data, and small synthetic datasets built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HAC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public data files beside the project (never copied into it)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """A small synthetic dataset directory (400 users, 600 items, 16,000 lists), generated once per session."""
+    from envs.data.synthetic import SyntheticParams, write_synthetic
+
+    out = tmp_path_factory.mktemp("data") / "synthetic-small"
+    return write_synthetic(out, SyntheticParams(n_users=400, n_items=600, n_records=16_000, seed=0))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny nets on 2 cores are much faster (and steadier) on one thread."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return
+    torch.set_num_threads(1)
