@@ -1,0 +1,142 @@
+"""HAC's Learner: Algorithm 1's four updates, strictly in order, each with its own optimizer.
+
+Per minibatch: (1) critic on L_TD with Q(s, a) = g(s, h(a)); (2) actor on L_QMax = −Q(s, Z) against the
+freshly updated critic; (3) actor and kernel on the alignment λ_h‖Z − h(top-k(Z))‖²; (4) actor and
+kernel on the supervision BCE with its own learning rate; then soft target updates (τ). Each phase
+recomputes the state with the parameters the previous phase left, as the paper's order implies;
+RLlib's default single-backward update cannot express that, hence the ``_update`` override.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.learner.utils import update_target_network
+from ray.rllib.core.rl_module.apis import TargetNetworkAPI
+
+from hac_rllib import transitions as T
+from hac_rllib.algorithms import losses
+
+CRITIC, ACTOR, ALIGN, SUPERVISE = "critic", "actor", "align", "supervise"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or inf: training must stop before the bad update reaches the weights."""
+
+
+class HACLearner(TorchLearner):
+    def build(self) -> None:
+        super().build()
+        self.module.foreach_module(lambda mid, m: m.make_target_networks() if isinstance(m, TargetNetworkAPI) else None)
+        self._num_updates = 0
+
+    def configure_optimizers_for_module(self, module_id, config=None) -> None:
+        module = self._module[module_id]
+        policy_params = self.get_parameters(module.policy)
+        critic_params = self.get_parameters(module.critic)
+        wd = config.l2_coef
+        for name, params, lr in (
+            (CRITIC, critic_params, config.critic_lr),
+            (ACTOR, policy_params, config.actor_lr),
+            (ALIGN, policy_params, config.align_lr if config.align_lr is not None else config.actor_lr),
+            (SUPERVISE, policy_params, config.supervise_lr),
+        ):
+            self.register_optimizer(
+                module_id=module_id,
+                optimizer_name=name,
+                optimizer=torch.optim.Adam(params, weight_decay=wd),
+                params=params,
+                lr_or_lr_schedule=lr,
+            )
+
+    # --- one phase -----------------------------------------------------------------------------------
+    def _apply(self, module_id: str, name: str, loss: torch.Tensor) -> None:
+        """Backward one loss and step only its optimizer (grads are cleared first, so none leak)."""
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{name}_loss is {loss.item()} at update {self._num_updates} of module {module_id!r}: "
+                "training stopped before applying it (lower the learning rates or check the simulator)"
+            )
+        optimizer = self.get_optimizer(module_id, name)
+        self._module[module_id].zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.get_config_for_module(module_id).grad_clip
+        if clip:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+
+    # --- the update ----------------------------------------------------------------------------------
+    def _update(self, batch: Dict[str, Any], **kwargs) -> Tuple[Any, Any, Any]:
+        fwd_out, loss_per_module = {}, {}
+        for module_id, b in batch.items():
+            module = self._module[module_id].unwrapped()
+            cfg = self.config.get_config_for_module(module_id)
+            metrics, total = self._hac_update(module_id, module, cfg, b)
+            self.metrics.log_dict(metrics, key=module_id, window=1)
+            fwd_out[module_id] = {}
+            loss_per_module[module_id] = total
+        self._num_updates += 1
+        return fwd_out, loss_per_module, {}
+
+    def _hac_update(self, module_id: str, module, cfg, b) -> Tuple[Dict[str, float], torch.Tensor]:
+        policy, critic = module.policy, module.critic
+        obs, next_obs = T.observation(b), T.next_observation(b)
+        slate = b[T.SLATE].long()
+        history, user_features = obs[T.HISTORY], obs[T.USER_FEATURES]
+
+        # (1) critic: L_TD on the effect action, target from the target networks, (1 − d) bootstrapping
+        target_q = module.forward_target({Columns.NEXT_OBS: next_obs})["target_q"]
+        target = losses.td_target(b[T.REWARD].float(), b[T.DONE], target_q, cfg.gamma)
+        with torch.no_grad():  # the critic loss must not move the actor or the kernel
+            state = policy.encode_state(history, user_features)
+            implied = policy.inverse(slate)
+        q = critic(state, implied)
+        critic_loss = losses.critic_loss(q, target)
+        self._apply(module_id, CRITIC, critic_loss)
+
+        # (2) actor: L_QMax = −Q(s, Z) through the updated critic
+        state = policy.encode_state(history, user_features)
+        z = policy.hyper_action(state)
+        actor_loss = losses.actor_loss(critic(state, z))
+        self._apply(module_id, ACTOR, actor_loss)
+        metrics = {
+            "critic_loss": critic_loss.item(),
+            "actor_loss": actor_loss.item(),
+            "q_mean": q.mean().item(),
+            "q_std": q.std().item() if q.numel() > 1 else 0.0,
+            "target_q_mean": target.mean().item(),
+            "hyper_action_norm": z.detach().norm(dim=-1).mean().item(),
+        }
+        total = critic_loss.detach() + actor_loss.detach()
+
+        # (3) alignment: λ_h‖Z − h(top-k(Z))‖², moves actor and kernel
+        if cfg.hyper_align_coef > 0:
+            z = policy.hyper_action(policy.encode_state(history, user_features))
+            with torch.no_grad():
+                greedy = policy.slate(z, slate.shape[1])
+            align_loss = losses.align_loss(z, policy.inverse(greedy), cfg.hyper_align_coef)
+            self._apply(module_id, ALIGN, align_loss)
+            metrics["align_loss"] = align_loss.item()
+            total = total + align_loss.detach()
+
+        # (4) supervision: BCE of σ(Φ(i)ᵀZ) against the feedback on the shown slate
+        if cfg.supervise_lr > 0:
+            z = policy.hyper_action(policy.encode_state(history, user_features))
+            logits = losses.slate_logits(z, policy.item_kernel(slate))
+            supervise_loss = losses.supervise_loss(logits, b[T.FEEDBACK])
+            self._apply(module_id, SUPERVISE, supervise_loss)
+            metrics["supervise_loss"] = supervise_loss.item()
+            total = total + supervise_loss.detach()
+        return metrics, total
+
+    def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
+        super().after_gradient_based_update(timesteps=timesteps)
+        for module_id, module in self.module._rl_modules.items():
+            tau = self.config.get_config_for_module(module_id).tau
+            for main, target in module.unwrapped().get_target_network_pairs():
+                update_target_network(main_net=main, target_net=target, tau=tau)
+
