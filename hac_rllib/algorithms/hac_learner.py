@@ -52,6 +52,9 @@ class HACLearner(TorchLearner):
                 lr_or_lr_schedule=lr,
             )
 
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        raise NotImplementedError("HAC's losses are applied one by one in _update, never summed into one")
+
     # --- one phase -----------------------------------------------------------------------------------
     def _apply(self, module_id: str, name: str, loss: torch.Tensor) -> None:
         """Backward one loss and step only its optimizer (grads are cleared first, so none leak)."""
@@ -83,55 +86,73 @@ class HACLearner(TorchLearner):
         return fwd_out, loss_per_module, {}
 
     def _hac_update(self, module_id: str, module, cfg, b) -> Tuple[Dict[str, float], torch.Tensor]:
-        policy, critic = module.policy, module.critic
-        obs, next_obs = T.observation(b), T.next_observation(b)
-        slate = b[T.SLATE].long()
-        history, user_features = obs[T.HISTORY], obs[T.USER_FEATURES]
+        metrics: Dict[str, float] = {}
+        total = torch.zeros(())
+        for phase in self.phases(cfg):
+            loss, phase_metrics = phase(module_id, module, cfg, b)
+            metrics.update(phase_metrics)
+            total = total + loss.detach()
+        return metrics, total
 
-        # (1) critic: L_TD on the effect action, target from the target networks, (1 − d) bootstrapping
-        target_q = module.forward_target({Columns.NEXT_OBS: next_obs})["target_q"]
+    def phases(self, cfg):
+        """The update steps in Algorithm 1's order; a switched-off loss is skipped, not zero-weighted."""
+        steps = [self.critic_step, self.actor_step]
+        if cfg.hyper_align_coef > 0:
+            steps.append(self.align_step)
+        if cfg.supervise_lr > 0:
+            steps.append(self.supervise_step)
+        return steps
+
+    # Each step takes (module_id, module, config, batch), applies its optimizer and returns
+    # (loss, metrics). They are public so tests and the baselines can run them one at a time.
+    def critic_step(self, module_id, module, cfg, b):
+        """L_TD on Q(s, a) = g(s, h(a)); the target from the target networks, (1 − d) bootstrapping."""
+        policy = module.policy
+        obs = T.observation(b)
+        target_q = module.forward_target({Columns.NEXT_OBS: T.next_observation(b)})["target_q"]
         target = losses.td_target(b[T.REWARD].float(), b[T.DONE], target_q, cfg.gamma)
         with torch.no_grad():  # the critic loss must not move the actor or the kernel
-            state = policy.encode_state(history, user_features)
-            implied = policy.inverse(slate)
-        q = critic(state, implied)
-        critic_loss = losses.critic_loss(q, target)
-        self._apply(module_id, CRITIC, critic_loss)
-
-        # (2) actor: L_QMax = −Q(s, Z) through the updated critic
-        state = policy.encode_state(history, user_features)
-        z = policy.hyper_action(state)
-        actor_loss = losses.actor_loss(critic(state, z))
-        self._apply(module_id, ACTOR, actor_loss)
-        metrics = {
-            "critic_loss": critic_loss.item(),
-            "actor_loss": actor_loss.item(),
+            state = policy.encode_state(obs[T.HISTORY], obs[T.USER_FEATURES])
+            implied = policy.inverse(b[T.SLATE])
+        q = module.critic(state, implied)
+        loss = losses.critic_loss(q, target)
+        self._apply(module_id, CRITIC, loss)
+        return loss, {
+            "critic_loss": loss.item(),
             "q_mean": q.mean().item(),
             "q_std": q.std().item() if q.numel() > 1 else 0.0,
             "target_q_mean": target.mean().item(),
-            "hyper_action_norm": z.detach().norm(dim=-1).mean().item(),
         }
-        total = critic_loss.detach() + actor_loss.detach()
 
-        # (3) alignment: λ_h‖Z − h(top-k(Z))‖², moves actor and kernel
-        if cfg.hyper_align_coef > 0:
-            z = policy.hyper_action(policy.encode_state(history, user_features))
-            with torch.no_grad():
-                greedy = policy.slate(z, slate.shape[1])
-            align_loss = losses.align_loss(z, policy.inverse(greedy), cfg.hyper_align_coef)
-            self._apply(module_id, ALIGN, align_loss)
-            metrics["align_loss"] = align_loss.item()
-            total = total + align_loss.detach()
+    def actor_step(self, module_id, module, cfg, b):
+        """L_QMax = −Q(s, Z) through the (just updated) critic; moves the actor and the kernel."""
+        obs = T.observation(b)
+        state = module.policy.encode_state(obs[T.HISTORY], obs[T.USER_FEATURES])
+        z = module.policy.hyper_action(state)
+        loss = losses.actor_loss(module.critic(state, z))
+        self._apply(module_id, ACTOR, loss)
+        return loss, {"actor_loss": loss.item(), "hyper_action_norm": z.detach().norm(dim=-1).mean().item()}
 
-        # (4) supervision: BCE of σ(Φ(i)ᵀZ) against the feedback on the shown slate
-        if cfg.supervise_lr > 0:
-            z = policy.hyper_action(policy.encode_state(history, user_features))
-            logits = losses.slate_logits(z, policy.item_kernel(slate))
-            supervise_loss = losses.supervise_loss(logits, b[T.FEEDBACK])
-            self._apply(module_id, SUPERVISE, supervise_loss)
-            metrics["supervise_loss"] = supervise_loss.item()
-            total = total + supervise_loss.detach()
-        return metrics, total
+    def align_step(self, module_id, module, cfg, b):
+        """λ_h‖Z − h(top-k(Z))‖²; moves the actor and the kernel."""
+        policy = module.policy
+        obs = T.observation(b)
+        z = policy.hyper_action(policy.encode_state(obs[T.HISTORY], obs[T.USER_FEATURES]))
+        with torch.no_grad():
+            greedy = policy.slate(z, b[T.SLATE].shape[1])
+        loss = losses.align_loss(z, policy.inverse(greedy), cfg.hyper_align_coef)
+        self._apply(module_id, ALIGN, loss)
+        return loss, {"align_loss": loss.item()}
+
+    def supervise_step(self, module_id, module, cfg, b):
+        """BCE of σ(Φ(i)ᵀZ) against the feedback on the shown slate; moves the actor and the kernel."""
+        policy = module.policy
+        obs = T.observation(b)
+        z = policy.hyper_action(policy.encode_state(obs[T.HISTORY], obs[T.USER_FEATURES]))
+        logits = losses.slate_logits(z, policy.item_kernel(b[T.SLATE].long()))
+        loss = losses.supervise_loss(logits, b[T.FEEDBACK])
+        self._apply(module_id, SUPERVISE, loss)
+        return loss, {"supervise_loss": loss.item()}
 
     def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)

@@ -12,7 +12,7 @@ class SASRecStateEncoder(nn.Module):
 
     The user vector comes from a 2-layer MLP (hidden ``user_hidden``) on the user features, so that
     unseen users work too. The state is the transformer output at the user token, which attends to the
-    whole history; padded positions are masked out (the authors' code did not mask, reference §9 B14).
+    whole history; padded positions are masked out as keys (the authors' code did not mask, reference §9 B14).
     """
 
     def __init__(
@@ -30,6 +30,7 @@ class SASRecStateEncoder(nn.Module):
         super().__init__()
         self.dim = dim
         self.max_history = max_history
+        self.n_heads = n_heads
         self.position = nn.Embedding(max_history + 1, dim)
         nn.init.normal_(self.position.weight, std=0.1)
         if user_feature_dim > 0:
@@ -59,9 +60,17 @@ class SASRecStateEncoder(nn.Module):
         seq = torch.cat([history_embeddings, user.unsqueeze(1)], dim=1)
         seq = seq + self.position.weight[: length + 1].unsqueeze(0)
         seq = self.input_dropout(self.input_norm(seq))
-        pad = torch.cat([history_ids == 0, torch.zeros(b, 1, dtype=torch.bool, device=history_ids.device)], dim=1)
-        out = self.transformer(seq, mask=self.causal_mask[: length + 1, : length + 1], src_key_padding_mask=pad)
+        out = self.transformer(seq, mask=self.attention_mask(history_ids))
         return out[:, -1]
+
+    def attention_mask(self, history_ids: torch.Tensor) -> torch.Tensor:
+        """(B * heads, L + 1, L + 1) bool, True = blocked: causal, padding keys blocked, but every
+        position may see itself, so padded queries (which nothing reads) never produce NaN rows."""
+        b, length = history_ids.shape
+        pad = torch.cat([history_ids == 0, torch.zeros(b, 1, dtype=torch.bool, device=history_ids.device)], dim=1)
+        mask = self.causal_mask[: length + 1, : length + 1].unsqueeze(0) | pad.unsqueeze(1)
+        mask = mask & ~torch.eye(length + 1, dtype=torch.bool, device=mask.device).unsqueeze(0)
+        return mask.repeat_interleave(self.n_heads, dim=0)
 
 
 class HyperActor(nn.Module):
