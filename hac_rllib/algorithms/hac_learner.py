@@ -12,13 +12,11 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 import torch
-from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.learner.utils import update_target_network
 from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 
-from hac_rllib import transitions as T
-from hac_rllib.algorithms import losses
+from hac_rllib.algorithms import phases
 
 CRITIC, ACTOR, ALIGN, SUPERVISE = "critic", "actor", "align", "supervise"
 
@@ -88,71 +86,31 @@ class HACLearner(TorchLearner):
     def _hac_update(self, module_id: str, module, cfg, b) -> Tuple[Dict[str, float], torch.Tensor]:
         metrics: Dict[str, float] = {}
         total = torch.zeros(())
-        for phase in self.phases(cfg):
-            loss, phase_metrics = phase(module_id, module, cfg, b)
+        for name, phase in phases.hac_phases(cfg):
+            loss, phase_metrics = self._run(module_id, name, phase(module, b, cfg))
             metrics.update(phase_metrics)
             total = total + loss.detach()
         return metrics, total
 
-    def phases(self, cfg):
-        """The update steps in Algorithm 1's order; a switched-off loss is skipped, not zero-weighted."""
-        steps = [self.critic_step, self.actor_step]
-        if cfg.hyper_align_coef > 0:
-            steps.append(self.align_step)
-        if cfg.supervise_lr > 0:
-            steps.append(self.supervise_step)
-        return steps
-
     # Each step takes (module_id, module, config, batch), applies its optimizer and returns
-    # (loss, metrics). They are public so tests and the baselines can run them one at a time.
+    # (loss, metrics). They are public so tests and the baselines can run them one at a time; the
+    # losses themselves live in ``hac_rllib.algorithms.phases`` (shared with the plain-torch loop).
     def critic_step(self, module_id, module, cfg, b):
-        """L_TD on Q(s, a) = g(s, h(a)); the target from the target networks, (1 − d) bootstrapping."""
-        policy = module.policy
-        obs = T.observation(b)
-        target_q = module.forward_target({Columns.NEXT_OBS: T.next_observation(b)})["target_q"]
-        target = losses.td_target(b[T.REWARD].float(), b[T.DONE], target_q, cfg.gamma)
-        with torch.no_grad():  # the critic loss must not move the actor or the kernel
-            state = policy.encode_state(obs[T.HISTORY], obs[T.USER_FEATURES])
-            implied = policy.inverse(b[T.SLATE])
-        q = module.critic(state, implied)
-        loss = losses.critic_loss(q, target)
-        self._apply(module_id, CRITIC, loss)
-        return loss, {
-            "critic_loss": loss.item(),
-            "q_mean": q.mean().item(),
-            "q_std": q.std().item() if q.numel() > 1 else 0.0,
-            "target_q_mean": target.mean().item(),
-        }
+        return self._run(module_id, CRITIC, phases.critic_phase(module, b, cfg))
 
     def actor_step(self, module_id, module, cfg, b):
-        """L_QMax = −Q(s, Z) through the (just updated) critic; moves the actor and the kernel."""
-        obs = T.observation(b)
-        state = module.policy.encode_state(obs[T.HISTORY], obs[T.USER_FEATURES])
-        z = module.policy.hyper_action(state)
-        loss = losses.actor_loss(module.critic(state, z))
-        self._apply(module_id, ACTOR, loss)
-        return loss, {"actor_loss": loss.item(), "hyper_action_norm": z.detach().norm(dim=-1).mean().item()}
+        return self._run(module_id, ACTOR, phases.actor_phase(module, b, cfg))
 
     def align_step(self, module_id, module, cfg, b):
-        """λ_h‖Z − h(top-k(Z))‖²; moves the actor and the kernel."""
-        policy = module.policy
-        obs = T.observation(b)
-        z = policy.hyper_action(policy.encode_state(obs[T.HISTORY], obs[T.USER_FEATURES]))
-        with torch.no_grad():
-            greedy = policy.slate(z, b[T.SLATE].shape[1])
-        loss = losses.align_loss(z, policy.inverse(greedy), cfg.hyper_align_coef)
-        self._apply(module_id, ALIGN, loss)
-        return loss, {"align_loss": loss.item()}
+        return self._run(module_id, ALIGN, phases.align_phase(module, b, cfg))
 
     def supervise_step(self, module_id, module, cfg, b):
-        """BCE of σ(Φ(i)ᵀZ) against the feedback on the shown slate; moves the actor and the kernel."""
-        policy = module.policy
-        obs = T.observation(b)
-        z = policy.hyper_action(policy.encode_state(obs[T.HISTORY], obs[T.USER_FEATURES]))
-        logits = losses.slate_logits(z, policy.item_kernel(b[T.SLATE].long()))
-        loss = losses.supervise_loss(logits, b[T.FEEDBACK])
-        self._apply(module_id, SUPERVISE, loss)
-        return loss, {"supervise_loss": loss.item()}
+        return self._run(module_id, SUPERVISE, phases.supervise_phase(module, b, cfg))
+
+    def _run(self, module_id, name, loss_and_metrics):
+        loss, metrics = loss_and_metrics
+        self._apply(module_id, name, loss)
+        return loss, metrics
 
     def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)
