@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from hac_rllib.commands import data as data_commands
+from hac_rllib.commands import train as train_commands
 
 app = typer.Typer(
     name="hac",
@@ -18,15 +19,17 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_commands.app, name="data")
+train_commands.register(app)
 
 
 def main() -> None:
     """Console-script entry point: known user errors print one clear line instead of a traceback."""
     from envs.data.errors import DataError
+    from hac_rllib.training import TrainingError
 
     try:
         app()
-    except DataError as e:
+    except (DataError, TrainingError) as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
 
