@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -231,11 +231,14 @@ def write_dataset(
     test: ListRecords,
     meta: Mapping[str, Any],
     overwrite: bool = False,
+    extra_files: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> Path:
     """Validate and write a dataset directory atomically; returns its path.
 
     ``meta`` carries the source-specific entries (preprocessing parameters, source checksums, subset
     notes); counts, k and the split time are computed here so they always match the files.
+    ``extra_files`` maps a file name to a function that writes it (given its path), so side files such as
+    raw-id maps or the synthetic ground truth are part of the same atomic rename.
     """
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not overwrite:
@@ -273,6 +276,10 @@ def write_dataset(
         pq.write_table(pa.Table.from_pandas(users, preserve_index=False), tmp / "users.parquet")
         pq.write_table(train.to_arrow(), tmp / "train.parquet")
         pq.write_table(test.to_arrow(), tmp / "test.parquet")
+        for fname, write in (extra_files or {}).items():
+            if Path(fname).name != fname or fname in {"items.parquet", "users.parquet", "train.parquet", "test.parquet", "meta.json"}:
+                raise ValueError(f"extra file name {fname!r} must be a plain name not used by the format")
+            write(tmp / fname)
         _atomic_write_json(tmp / "meta.json", full_meta)
         if out_dir.exists():  # overwrite: move the old one aside only once the new one is complete
             old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")

@@ -211,11 +211,14 @@ def write_synthetic(out_dir: str | Path, params: SyntheticParams | None = None, 
         "generator": dataclasses.asdict(p),
         "sources": {},
     }
-    out = write_dataset(out_dir, name="synthetic", items=items, users=users, train=train, test=test, meta=meta, overwrite=overwrite)
-    tmp = out / "truth.npz.tmp.npz"
-    np.savez(tmp, **dataclasses.asdict(truth))
-    tmp.replace(out / "truth.npz")
-    return out
+    def write_truth(path: Path) -> None:
+        with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+            np.savez(f, **dataclasses.asdict(truth))
+
+    return write_dataset(
+        out_dir, name="synthetic", items=items, users=users, train=train, test=test, meta=meta, overwrite=overwrite,
+        extra_files={"truth.npz": write_truth},
+    )  # fmt: skip
 
 
 def load_truth(data_dir: str | Path) -> SyntheticTruth:
