@@ -9,9 +9,10 @@ counts), which is allowed with a warning. ``synthetic`` is generated instead of 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,9 @@ from envs.data.format import DEFAULT_MAX_HISTORY, DEFAULT_SLATE_SIZE, DEFAULT_TR
 from envs.data.lists import split_by_time
 from envs.data.readers._common import DataWarning, ReaderOutput
 from envs.data.registry import DatasetEntry, get_entry
+
+if TYPE_CHECKING:
+    from envs.data.synthetic import SyntheticParams
 
 __all__ = ["prepare", "DataWarning", "default_k"]
 
@@ -111,12 +115,13 @@ def prepare(
     overwrite: bool = False,
     include_random_log: bool = False,
     core: int | None = None,
-    seed: int = 0,
+    synthetic: "SyntheticParams | None" = None,
 ) -> Path:
     """Build the dataset directory ``out`` for dataset ``name``; returns its path.
 
     ``source`` is a folder holding the files (any layout below it); without it the download cache
-    (``hac data download NAME``) is used. Warnings (a subset, items without features) are emitted as
+    (``hac data download NAME``) is used. ``synthetic`` sets the generator's parameters (k, max_history
+    and train_fraction still come from the arguments). Warnings (a subset, items without features) are emitted as
     :class:`DataWarning` and also recorded in ``meta.json``.
     """
     entry = get_entry(name)
@@ -134,7 +139,7 @@ def prepare(
             raise DataError("the synthetic dataset is generated; it takes no --source")
         from envs.data.synthetic import SyntheticParams, write_synthetic
 
-        params = SyntheticParams(k=k, max_history=max_history, train_fraction=train_fraction, seed=seed)
+        params = dataclasses.replace(synthetic or SyntheticParams(), k=k, max_history=max_history, train_fraction=train_fraction)
         return write_synthetic(out, params, overwrite=overwrite)
 
     if source is None:

@@ -97,6 +97,37 @@ def _count_fields(text: str, sep: str, quoted: bool = False) -> int:
     return len(text.split(sep))
 
 
+def _check_field_counts(path: Path, sep: str, n: int, skip: int) -> int | None:
+    """The first line (1-based, after ``skip`` header lines) whose separator count is not ``n - 1``.
+
+    pandas does not check rows when ``usecols`` is given, so the big unquoted logs (KuaiRand, RL4RS)
+    are checked here: separators and newlines are located with numpy, 8 MB at a time (~0.3 s / 100 MB).
+    """
+    sep_byte, nl = ord(sep), ord("\n")
+    line_no = 0  # lines completed so far
+    carry = 0  # separators seen in the unfinished line
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            buf = np.frombuffer(chunk, dtype=np.uint8)
+            ends = np.flatnonzero(buf == nl)
+            seps = np.flatnonzero(buf == sep_byte)
+            before = np.searchsorted(seps, ends)  # separators before each newline in this chunk
+            per_line = np.diff(np.r_[0, before])
+            if len(per_line):
+                per_line[0] += carry
+                carry = len(seps) - int(before[-1])
+            else:
+                carry += len(seps)
+            first = 0 if line_no >= skip else skip - line_no
+            bad = np.flatnonzero(per_line[first:] != n - 1)
+            for b in bad:  # a blank line (0 separators) at the very end is tolerated by the caller
+                return line_no + first + int(b) + 1
+            line_no += len(per_line)
+    if carry and carry != n - 1:  # last line without a newline
+        return line_no + 1
+    return None
+
+
 def read_delimited(
     path: Path,
     *,
@@ -152,6 +183,16 @@ def read_delimited(
         if not _line_of(path, first_data_line, encoding) and header:
             raise DataError("no data rows", path=path, line=first_data_line)
         raise wrong_fields(first_data_line)
+
+    if usecols is not None and not quoted and len(sep) == 1:
+        bad_line = _check_field_counts(path, sep, n, first_data_line - 1)
+        if bad_line is not None and _line_of(path, bad_line, encoding).strip():
+            raise wrong_fields(bad_line)
+        if bad_line is not None:  # a blank line: fine only if nothing but blank lines follows
+            with open(path, "rb") as f:
+                rest = [ln for i, ln in enumerate(f, start=1) if i > bad_line and ln.strip()]
+            if rest:
+                raise DataError("empty line", path=path, line=bad_line)
 
     source: Any = path
     read_sep = sep
