@@ -194,6 +194,14 @@ def test_zenodo_record_resolution_and_tar_extraction(server, tmp_path):
     assert names == ["item_info.csv", "rl4rs_dataset_b_rl.csv"]  # dataset A is not extracted
     assert not list(result.directory.rglob("rl4rs_dataset_a_rl.csv"))
 
+    # an archive without a dataset-B log is not a complete download
+    only_items = _tar_gz({"raw_data/item_info.csv": b"x\n"})
+    (root / "files" / "items-only.tar.gz").write_bytes(only_items)
+    (root / "api" / "records" / "124").write_text(json.dumps(_zenodo_record(base, "items-only.tar.gz", only_items)))
+    with pytest.raises(DataError, match="rl4rs_dataset_b_rl.csv or rl4rs_dataset_b_sl.csv"):
+        download(replace(entry, zenodo_record="124"), tmp_path / "cache3", progress=False)
+    assert not (tmp_path / "cache3" / "rl4rs" / COMPLETE_MARKER).exists()
+
     # the md5 Zenodo lists is checked: a tampered archive is refused and deleted
     (root / "api" / "records" / "123").write_text(json.dumps(_zenodo_record(base, "rl4rs-dataset.tar.gz", data, md5="f" * 32)))
     with pytest.raises(ChecksumError, match="md5"):

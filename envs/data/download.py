@@ -283,6 +283,8 @@ def download(name: str | DatasetEntry, cache_dir: str | Path | None = None, *, p
         else:
             files.extend(extract_members(path, directory, entry.members) if entry.members else [path])
     missing = [m.path for m in entry.members if m.required and not any(_member_for(str(f.relative_to(directory).as_posix()), (m,)) for f in files)]
+    if entry.require_one_of and not any(_member_for(str(f.relative_to(directory).as_posix()), (Member(p),)) for f in files for p in entry.require_one_of):
+        missing.append(" or ".join(entry.require_one_of))
     if missing:
         raise DataError(f"download of {entry.name} lacks {missing}", path=directory)
     tmp = marker.with_name(marker.name + ".tmp")

@@ -47,6 +47,7 @@ class DatasetEntry:
     zenodo_key: str | None = None  # None: pick the record's only archive / the member files themselves
     zenodo_api: str = ZENODO_API
     members: tuple[Member, ...] = ()
+    require_one_of: tuple[str, ...] = ()  # member paths of which at least one must be present
     expected: Mapping[str, int] = field(default_factory=dict)  # official counts, keyed like ReaderOutput.counts
     approx_bytes: Mapping[str, int] = field(default_factory=dict)  # sizes of the log files when no count is published
     licence: str = ""
@@ -227,6 +228,7 @@ _add(
             Member("rl4rs_dataset_b_rl.csv", required=False),
             Member("rl4rs_dataset_b_sl.csv", required=False),
         ),
+        require_one_of=("rl4rs_dataset_b_rl.csv", "rl4rs_dataset_b_sl.csv"),
         expected={"items_listed": 283},
         approx_bytes={"rows": 2_200_000_000},  # b_rl is ~2.2 GB (third-party README); no row count is published
         licence="CC BY-SA 4.0 (fuxiAIlab/RL4RS LICENSE since 2022-06-08; the README badge says CC BY 4.0): treated as CC BY-SA 4.0",

@@ -114,7 +114,11 @@ def read_rl4rs(source: Path, *, k: int, max_history: int) -> ReaderOutput:
     paths = log_files(source)
     parts = []
     for path in paths:
-        frame = read_delimited(path, sep="@", header=True, columns=COLUMNS, usecols=USED, integer=["timestamp", "session_id", "sequence_id"])
+        frame = read_delimited(
+            path, sep="@", header=True, columns=COLUMNS, usecols=USED, integer=["timestamp", "session_id", "sequence_id"],
+            allow_missing=["user_seqfeature"],
+        )  # fmt: skip
+        frame["user_seqfeature"] = frame["user_seqfeature"].fillna("0")  # an empty history, like RL4RS's own "0"
         frame["_line"] = np.arange(2, len(frame) + 2)
         frame["_file"] = len(parts)
         parts.append(frame)
