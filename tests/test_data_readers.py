@@ -399,3 +399,23 @@ def test_bad_rl4rs_rows_are_named_by_file_and_line(shared_data, tmp_path):
     with pytest.raises(DataError, match=r"1\.\.283") as e:
         prepare("rl4rs", tmp_path / "out", source=src)
     assert e.value.line == 3
+
+
+@pytest.mark.parametrize(
+    "ratings,line,message",
+    [
+        ("userId,movieId,rating,timestamp\n1,1,4.0,9\n1,3,4.0,9,7\n", 3, "expected 4 fields separated by ',', found 5"),
+        ("userId,movieId,rating,timestamp\n1,1,4.0,9\n1,3,4.25,9\n", 3, "rating outside 0.5..5.0"),
+        (b"userId,movieId,rating,timestamp\n1,1,4.0,9\n1,\xff3,4.0,9\n", 3, "not valid utf-8"),
+        ("userId;movieId;rating;timestamp\n1;1;4.0;9\n", 1, "expected a header of 4 fields separated by ','"),
+        ("userId,movieId,rating,timestamp\n", 2, "no data rows"),
+    ],
+)
+def test_bad_csv_with_a_header_names_the_physical_line(tmp_path, ratings, line, message):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ratings.csv").write_bytes(ratings if isinstance(ratings, bytes) else ratings.encode())
+    (src / "movies.csv").write_text('movieId,title,genres\n1,"A, the (1999)",Drama\n3,B (2000),(no genres listed)\n')
+    with pytest.raises(DataError) as e:
+        prepare("ml-latest-small", tmp_path / "out", source=src, k=1)
+    assert e.value.path == str(src / "ratings.csv") and e.value.line == line and message in str(e.value), str(e.value)

@@ -128,6 +128,22 @@ def _check_field_counts(path: Path, sep: str, n: int, skip: int) -> int | None:
     return None
 
 
+def _read_csv(source: Any, sep: str, header: bool, quoted: bool, encoding: str, usecols: list[int] | None) -> pd.DataFrame:
+    # low_memory (chunked tokenising) keeps a 500 MB log from needing several GB of token buffers
+    return pd.read_csv(
+        source,
+        sep=sep,
+        header=None,
+        skiprows=1 if header else 0,
+        skip_blank_lines=False,
+        index_col=False,
+        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
+        encoding=encoding,
+        usecols=usecols,
+        low_memory=True,
+    )
+
+
 def read_delimited(
     path: Path,
     *,
@@ -201,32 +217,22 @@ def read_delimited(
         tab = data.find(b"\t")
         if tab >= 0:
             line = data.count(b"\n", 0, tab) + 1
-            raise DataError(f"found a tab, but this file's fields are separated by '::'", path=path, line=line)
+            raise DataError("found a tab, but this file's fields are separated by '::'", path=path, line=line)
         source, read_sep = io.BytesIO(data.replace(b"::", b"\t")), "\t"
 
     try:
-        frame = pd.read_csv(
-            source,
-            sep=read_sep,
-            header=None,
-            skiprows=1 if header else 0,
-            skip_blank_lines=False,
-            index_col=False,
-            quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
-            encoding=encoding,
-            usecols=None if usecols is None else [columns.index(c) for c in usecols],
-            low_memory=False,
-            dtype=None,
-        )
+        with warnings.catch_warnings():  # mixed types in a chunk are sorted out by the checks below
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            frame = _read_csv(source, read_sep, header, quoted, encoding, None if usecols is None else [columns.index(c) for c in usecols])
     except pd.errors.EmptyDataError:
         raise DataError("no data rows", path=path, line=first_data_line) from None
     except pd.errors.ParserError as e:
         m = _LINE_RE.search(str(e))
         if not m:
             raise DataError(f"cannot parse ({e})", path=path) from None
-        raise wrong_fields(int(m.group(1)) + (1 if header else 0)) from None
+        raise wrong_fields(int(m.group(1))) from None  # pandas counts physical lines, the header included
     except UnicodeDecodeError as e:
-        raise DataError(f"not valid {encoding} text ({e.reason} at byte {e.start} of a chunk)", path=path) from None
+        raise _decode_error(path, encoding, e) from None
 
     # blank lines at the very end are harmless; blank lines inside are reported below
     blank = frame.isna().all(axis=1).to_numpy()
@@ -257,6 +263,17 @@ def read_delimited(
         if col in frame.columns and not pd.api.types.is_numeric_dtype(frame[col]):
             frame[col] = _as_number(frame[col], col, path, first_data_line)
     return frame
+
+
+def _decode_error(path: Path, encoding: str, first: UnicodeDecodeError) -> DataError:
+    """pandas reports the byte offset within a chunk; find the line by decoding the file line by line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                return DataError(f"not valid {encoding} text ({e.reason}, byte {raw[e.start:e.start + 1]!r} at column {e.start + 1})", path=path, line=lineno)
+    return DataError(f"not valid {encoding} text ({first.reason})", path=path)
 
 
 def _as_number(values: pd.Series, col: str, path: Path, first_line: int) -> pd.Series:

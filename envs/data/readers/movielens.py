@@ -83,6 +83,7 @@ def read_ml1m(source: Path, *, k: int, max_history: int) -> ReaderOutput:
     first_duplicate(users["user"], users_path, "user id", 1)
     check_range(users["gender"], users["gender"].isin(["F", "M"]).to_numpy(), users_path, "gender must be F or M", 1)
     check_range(users["age"], users["age"].isin(ML1M_AGE_GROUPS).to_numpy(), users_path, f"age must be one of {ML1M_AGE_GROUPS}", 1)
+    check_range(users["occupation"], users["occupation"].between(0, 20).to_numpy(), users_path, "occupation must be 0..20", 1)
     user_features = pd.concat(
         [
             one_hot(users["gender"], "gender", ["F", "M"]),
