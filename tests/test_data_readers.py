@@ -5,7 +5,6 @@ Appendix A.1 (lists of k in time order, history = earlier positives of the same 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
