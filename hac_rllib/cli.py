@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from hac_rllib.commands import data as data_commands
+from hac_rllib.commands import sim as sim_commands
 from hac_rllib.commands import train as train_commands
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.add_typer(sim_commands.app, name="sim")
 train_commands.register(app)
 
 
