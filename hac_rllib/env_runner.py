@@ -190,12 +190,15 @@ class SimulatorEnvRunner(EnvRunner, Checkpointable):
         return self.metrics.reduce()
 
     # --- evaluation ----------------------------------------------------------------------------------
-    def evaluate_sessions(self, num_sessions: int, seed: Optional[int] = None) -> Dict[str, Any]:
-        """Greedy sessions in this runner's simulator, independent of the training stream."""
+    def evaluate_sessions(self, num_sessions: int, seed: Optional[int] = None) -> Dict[str, np.ndarray]:
+        """Greedy sessions in this runner's simulator; per-session totals and depths, so the
+        Algorithm can pool several runners before computing means and intervals."""
         from envs.evaluation import evaluate_sessions
 
         policy = lambda obs: self.act(obs, explore=False)[T.SLATE]  # noqa: E731
-        return evaluate_sessions(self.env, policy, num_sessions, seed=self._seed if seed is None else seed).as_dict()
+        stats = evaluate_sessions(self.env, policy, num_sessions, seed=self._seed if seed is None else seed)
+        self._obs = None  # the sessions moved the env on: a later sample() starts afresh
+        return {"session_rewards": stats.session_rewards, "session_depths": stats.session_depths}
 
     # --- state ---------------------------------------------------------------------------------------
     def get_state(

@@ -57,6 +57,7 @@ class HACModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             n_heads=int(mc.get("n_heads", 4)),
             ffn_dim=int(mc.get("ffn_dim", 64)),
             dropout=float(mc.get("dropout", 0.1)),
+            attention_dropout=float(mc.get("attention_dropout", 0.0)),
             use_item_id=bool(mc.get("use_item_id", True)),
         )
         self.policy = HyperActorPolicy(catalogue_from_model_config(mc), user_dim, cfg)

@@ -92,6 +92,7 @@ class HACConfig(AlgorithmConfig):
             "n_heads": 4,
             "ffn_dim": 64,
             "dropout": 0.1,
+            "attention_dropout": 0.0,
             "critic_hidden": (256, 64),
             "critic_dropout": 0.0,
             "use_item_id": True,

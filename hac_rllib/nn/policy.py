@@ -22,7 +22,8 @@ class PolicyNetConfig:
     n_layers: int = 2
     n_heads: int = 4
     ffn_dim: int = 64
-    dropout: float = 0.1
+    dropout: float = 0.1  # embeddings, residual branches and feed-forward layers of the transformer
+    attention_dropout: float = 0.0  # on the attention weights (the paper does not say; costly on CPU)
     use_item_id: bool = True
 
 
@@ -46,6 +47,7 @@ class HyperActorPolicy(nn.Module):
             n_heads=cfg.n_heads,
             ffn_dim=cfg.ffn_dim,
             dropout=cfg.dropout,
+            attention_dropout=cfg.attention_dropout,
         )
         self.actor = HyperActor(cfg.kernel_dim, cfg.kernel_dim)
 
