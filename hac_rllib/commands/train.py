@@ -87,7 +87,7 @@ def evaluate(
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes data, simulators and the run."),
-    iterations: int = typer.Option(30, help="RLlib iterations of HAC training."),
+    iterations: int = typer.Option(15, help="RLlib iterations of HAC training (100 HAC steps each)."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Synthetic data -> both simulators -> HAC training -> evaluation against random and popular."""
