@@ -1,7 +1,7 @@
 """Stable ids for the simulators: gymnasium ``hac/<Dataset>-v0`` and an RLlib env-registry helper.
 
-gymnasium (importing :mod:`envs.simulator` registers them; ``gym.make("envs.simulator:hac/ML1M-v0", ...)``
-imports it for you)::
+gymnasium (importing :mod:`envs.simulator` or this module registers them;
+``gym.make("envs.registration:hac/ML1M-v0", ...)`` imports it for you)::
 
     env  = gym.make("hac/ML1M-v0", simulator="sims/ml1m-all.pt")              # one user, gym.Env
     venv = gym.make_vec("hac/ML1M-v0", num_envs=32, vectorization_mode="vector_entry_point",
@@ -85,3 +85,6 @@ def register_rllib_env(name: str = RLLIB_ENV_NAME) -> str:
 
     register_env(name, make_rllib_env)
     return name
+
+
+register_gymnasium_envs()

@@ -5,9 +5,9 @@
 * **item embedding**, shared by history and slate items: ``id_embedding(i) + Linear(features_i)``,
   of width ``dim + 1``; the last coordinate is the item's bias (its popularity), the first ``dim``
   coordinates are what histories and the dot product use;
-* **history encoder**, two multi-head attention layers: (1) self-attention over a learned start token
-  plus the history (positional embeddings counted from the most recent item, key-padding mask, so an
-  empty history is valid); (2) the user embedding (``id_embedding(u) + MLP(features_u)``) attends over
+* **history encoder**, two multi-head attention layers: (1) self-attention over the history
+  (``LayerNorm(item) + position``, positions counted from the most recent item, key-padding mask, with
+  a residual connection); (2) the user embedding (``id_embedding(u) + MLP(features_u)``) attends over
   that sequence, and ``Linear([interest ; user])`` gives the user state;
 * **score**: ``logit_i = <item_i, state> + bias_i + b`` for each slate item, and the probability of a
   positive is ``sigmoid(logit)`` (a single sigmoid; the authors' code applies two, see
@@ -124,9 +124,8 @@ class ResponseModel(nn.Module):
             else None
         )
         self.user_bias = nn.Parameter(torch.zeros(d)) if (self.user_id is None and self.user_mlp is None) else None
-        # sequence: [start token, history...]; positions counted so that the most recent item is always L
-        self.start_token = nn.Parameter(torch.zeros(d))
-        self.position = nn.Embedding(c.max_history + 1, d)
+        # sequence = the history; positions counted from the end, so the most recent item is always L - 1
+        self.position = nn.Embedding(c.max_history, d)
         self.item_norm = nn.LayerNorm(d)
         self.drop = nn.Dropout(c.dropout)
         # attention layer 1: self-attention over the sequence (residual)
@@ -139,6 +138,7 @@ class ResponseModel(nn.Module):
         self.out2 = nn.Linear(d, d)
         self.combine = nn.Linear(2 * d, d)
         self.state_norm = nn.LayerNorm(d)
+        self.user_bias_head = nn.Linear(d, 1)  # how positive this user is overall (rating generosity)
         self.global_bias = nn.Parameter(torch.zeros(()))
         self._init_weights()
 
@@ -150,7 +150,6 @@ class ResponseModel(nn.Module):
                 with torch.no_grad():
                     emb.weight[0].zero_()
         nn.init.normal_(self.position.weight, std=0.02)
-        nn.init.normal_(self.start_token, std=0.02)
 
     # --- embeddings ------------------------------------------------------------------------------
     def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,25 +177,29 @@ class ResponseModel(nn.Module):
         return out
 
     def _positions(self, length: int) -> torch.Tensor:
-        return self.position.weight[self.config.max_history - length :]  # (length + 1, dim), right-aligned
+        return self.position.weight[self.config.max_history - length :]  # (length, dim), right-aligned
+
+    @staticmethod
+    def key_mask(history: torch.Tensor) -> torch.Tensor:
+        """Real history items; the last slot always counts, so an empty history (all padding) still
+        has one key: the padding item's embedding then stands for "no history yet"."""
+        mask = history > 0
+        mask[:, -1] = True
+        return mask
 
     # --- the history encoder -----------------------------------------------------------------------
     def sequence_inputs(self, history_emb: torch.Tensor) -> torch.Tensor:
-        """(B, L + 1, dim) inputs of layer 1: ``[start, LayerNorm(item)...] + position`` (with dropout)."""
-        b, length, _ = history_emb.shape
-        d = self.config.dim
-        items = self.item_norm(history_emb[..., :d])
-        x = torch.cat([self.start_token.expand(b, 1, d), items], dim=1) + self._positions(length)
-        return self.drop(x)
+        """(B, L, dim) inputs of layer 1: ``LayerNorm(item) + position`` (with dropout)."""
+        length = history_emb.shape[1]
+        return self.drop(self.item_norm(history_emb[..., : self.config.dim]) + self._positions(length))
 
     def encode(self, user_emb: torch.Tensor, history: torch.Tensor, x: torch.Tensor, qkv: torch.Tensor) -> torch.Tensor:
         """(B, dim) user state from the user embedding, history ids (for the mask), layer-1 inputs
-        ``x`` (B, S, dim) and their projections ``qkv`` (B, S, 3 dim), S = L + 1."""
+        ``x`` (B, L, dim) and their projections ``qkv`` (B, L, 3 dim)."""
         b, s, d = x.shape
         h = self.config.n_heads
         dh = d // h
-        mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=x.device), history > 0], dim=1)
-        bias = _key_bias(mask, x.dtype)
+        bias = _key_bias(self.key_mask(history), x.dtype)
         # layer 1: multi-head self-attention; y = x + out1(o) is never materialised (folded below)
         q, k, v = qkv.view(b, s, 3, h, dh).permute(2, 0, 3, 1, 4)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None, None, :])
@@ -221,7 +224,7 @@ class ResponseModel(nn.Module):
     def score(self, state: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
         """Logits (B, k) of (B, k, dim + 1) item embeddings for (B, dim) states."""
         d = self.config.dim
-        return (item_emb[..., :d] * state[:, None, :]).sum(-1) + item_emb[..., d] + self.global_bias
+        return (item_emb[..., :d] * state[:, None, :]).sum(-1) + item_emb[..., d] + self.user_bias_head(state) + self.global_bias
 
     def forward(self, user_ids: torch.Tensor, history: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
         """Logits (B, k) of a positive response to each slate item."""
@@ -239,12 +242,13 @@ class ResponseModel(nn.Module):
         """Tables that make :meth:`cached_user_state` equal :meth:`user_state` in eval mode.
 
         ``items`` (N + 1, dim + 1) item embeddings; ``users`` (U + 1, dim); ``seq_x`` / ``seq_qkv``
-        (N + 2, ·): layer-1 inputs and projections per item, row N + 1 being the start token;
-        ``pos_x`` / ``pos_qkv``: the per-position parts (projection bias included).
+        (N + 1, ·): layer-1 inputs and projections per item;
+        ``pos_x`` / ``pos_qkv``: the per-position parts (projection bias included). Two contiguous
+        tables gather faster into SDPA than one side-by-side table.
         """
         d = self.config.dim
         items = self.item_table().contiguous()
-        seq_x = torch.cat([self.item_norm(items[:, :d]), self.start_token[None]], dim=0)
+        seq_x = self.item_norm(items[:, :d])
         pos = self._positions(self.config.max_history)
         return {
             "items": items,
@@ -259,11 +263,9 @@ class ResponseModel(nn.Module):
     def cached_user_state(self, tables: Mapping[str, torch.Tensor], user_ids: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """:meth:`user_state` of a frozen Ψ from :meth:`inference_tables` (look-ups instead of projections)."""
         b, length = history.shape
-        start = torch.full((b, 1), self.config.n_items + 1, dtype=history.dtype, device=history.device)
-        seq = torch.cat([start, history], dim=1)
-        flat = seq.reshape(-1)  # index_select on flat ids is several times faster than 2-D indexing
-        x = tables["seq_x"].index_select(0, flat).view(b, length + 1, -1).add_(tables["pos_x"][-(length + 1):])
-        qkv = tables["seq_qkv"].index_select(0, flat).view(b, length + 1, -1).add_(tables["pos_qkv"][-(length + 1):])
+        flat = history.reshape(-1)  # flat index_select: much faster than 2-D indexing
+        x = tables["seq_x"].index_select(0, flat).view(b, length, -1).add_(tables["pos_x"][-length:])
+        qkv = tables["seq_qkv"].index_select(0, flat).view(b, length, -1).add_(tables["pos_qkv"][-length:])
         return self.encode(tables["users"][user_ids], history, x, qkv)
 
 
@@ -346,9 +348,12 @@ def load_response_model(path: str | Path, *, device: str | torch.device = "cpu")
         raise SimulatorFileError(
             f"checkpoint format_version {payload.get('format_version')!r}; this library reads {CHECKPOINT_VERSION}", path=path
         )
-    config = ResponseModelConfig(**payload["config"])
-    model = ResponseModel(config, payload["item_features"], payload["user_features"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        config = ResponseModelConfig(**payload["config"])
+        model = ResponseModel(config, payload["item_features"], payload["user_features"])
+        model.load_state_dict(payload["state_dict"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:  # written by an incompatible version
+        raise SimulatorFileError(f"checkpoint does not match this library's response model: {e}", path=path) from None
     model.to(device).eval().requires_grad_(False)
     return SimulatorCheckpoint(
         model=model,
@@ -592,6 +597,8 @@ def train_response_model(
 
     bar = _progress(progress, total=tc.epochs * n_batches)
     task = bar.add_task("fitting Ψ", total=tc.epochs * n_batches) if bar is not None else None
+    if bar is not None:  # print epoch lines above the live bar instead of through it
+        log = bar.console.print
     try:
         for epoch in range(1, tc.epochs + 1):
             t0 = time.perf_counter()
@@ -723,24 +730,37 @@ def write_fidelity_report(checkpoint: SimulatorCheckpoint, checkpoint_path: str 
 
 
 def fidelity_tables(info: Mapping[str, Any]):
-    """Rich tables of a fidelity report (``info["fidelity"]``): summary + per-decile calibration."""
+    """Rich tables of a fidelity report (``info["fidelity"]``): a summary (one column per held-out
+    set) and one per-decile calibration table per held-out set; narrow enough for 80 columns."""
     from rich.table import Table
 
-    out = []
-    for key, rep in (info.get("fidelity") or {}).items():
-        t = Table(title=f"Ψ fidelity — {rep['name']}")
-        for col in ("records", "labels", "pos. rate", "mean pred.", "AUC", "log-loss", "ECE", "AUC popularity", "AUC item rate"):
-            t.add_column(col, justify="right")
-        t.add_row(
-            f"{rep['n_records']:,}", f"{rep['n_labels']:,}", f"{rep['positive_rate']:.4f}", f"{rep['mean_predicted']:.4f}",
-            f"{rep['auc']:.4f}", f"{rep['log_loss']:.4f}", f"{rep['ece']:.4f}",
-            f"{rep.get('popularity_auc', float('nan')):.4f}", f"{rep.get('item_rate_auc', float('nan')):.4f}",
-        )
-        c = Table(title=f"calibration by decile of predicted probability — {key}")
-        for col in ("decile", "p range", "mean predicted", "observed rate", "count"):
+    reports = dict(info.get("fidelity") or {})
+    if not reports:
+        return []
+    summary = Table(title="Ψ fidelity on held-out records")
+    summary.add_column("metric")
+    for key in reports:
+        summary.add_column(key, justify="right")
+    rows = [
+        ("records", lambda r: f"{r['n_records']:,}"),
+        ("labels", lambda r: f"{r['n_labels']:,}"),
+        ("positive rate", lambda r: f"{r['positive_rate']:.4f}"),
+        ("mean predicted", lambda r: f"{r['mean_predicted']:.4f}"),
+        ("AUC", lambda r: f"{r['auc']:.4f}"),
+        ("log-loss", lambda r: f"{r['log_loss']:.4f}"),
+        ("ECE (deciles)", lambda r: f"{r['ece']:.4f}"),
+        ("AUC popularity", lambda r: f"{r.get('popularity_auc', float('nan')):.4f}"),
+        ("AUC item rate", lambda r: f"{r.get('item_rate_auc', float('nan')):.4f}"),
+    ]
+    for name, fmt in rows:
+        summary.add_row(name, *(fmt(r) for r in reports.values()))
+    out = [summary]
+    for key, rep in reports.items():
+        c = Table(title=f"calibration — {key}: {rep['name']}")
+        for col in ("decile", "p range", "mean pred.", "observed", "count"):
             c.add_column(col, justify="right")
         for r in rep["calibration"]:
             c.add_row(str(r["decile"]), f"{r['p_min']:.3f}–{r['p_max']:.3f}", f"{r['mean_predicted']:.4f}",
                       f"{r['observed_rate']:.4f}", f"{r['count']:,}")
-        out += [t, c]
+        out.append(c)
     return out

@@ -25,8 +25,8 @@ user is drawn uniformly from the logged start states (user id, history) of the r
 and the row reports reward 0, not done and zero feedback.
 
 Infos (dicts of arrays, each key with gymnasium's ``_key`` mask): ``feedback`` (B, k) int8 of the
-slate just shown (masked off for rows being reset); when a user leaves, ``session_reward`` (total
-reward of the session) and ``session_depth`` (its number of slates).
+slate just shown (masked off for rows being reset); when a session ends (terminated or truncated),
+``session_reward`` (its total reward) and ``session_depth`` (its number of slates).
 
 Randomness comes from a numpy Generator (new users) and a torch Generator (responses) owned by the
 env and both derived from the seed, so the same seed gives the same trajectories.
@@ -88,7 +88,7 @@ class ResponseScorer:
     @torch.no_grad()
     def all_logits(self, state: torch.Tensor) -> torch.Tensor:
         """(B, N + 1) logits of every item; column 0 (padding) is −inf."""
-        out = torch.addmm(self._item_bias, state, self._item_vectors_t)
+        out = torch.addmm(self._item_bias, state, self._item_vectors_t).add_(self.model.user_bias_head(state))
         out[:, 0] = float("-inf")
         return out
 
@@ -391,7 +391,6 @@ class HACSimulatorSingleEnv(gym.Env):
         return {key: np.array(value[0]) for key, value in obs.items()}
 
 
-# registering the gymnasium ids on import keeps `gym.make("hac/ML1M-v0", ...)` one import away
-from envs import registration as _registration  # noqa: E402
-
-_registration.register_gymnasium_envs()
+# importing the registration module registers the gymnasium ids: `gym.make("hac/ML1M-v0", ...)` works
+# once envs.simulator is imported
+from envs import registration as _registration  # noqa: E402,F401
