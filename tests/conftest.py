@@ -48,3 +48,16 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_simulators(small_synthetic, tmp_path_factory) -> tuple[str, str]:
+    """(training simulator, evaluation simulator) fit on the small synthetic dataset, once per session."""
+    from envs.response import TrainConfig, train_response_model
+
+    out = tmp_path_factory.mktemp("simulators")
+    paths = []
+    for split in ("train", "all"):
+        ckpt = train_response_model(small_synthetic, split, train_config=TrainConfig(epochs=3, seed=0))
+        paths.append(str(ckpt.save(out / f"{split}.pt")))
+    return paths[0], paths[1]
