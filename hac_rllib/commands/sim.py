@@ -130,13 +130,14 @@ def evaluate_baselines(
         if isinstance(e, DataError):
             raise
         raise DataError(str(e)) from None
-    table = Table(title=f"reference policies in {simulator.name} ({sessions:,} sessions each, seed {seed})")
-    for col in ("policy", "Total Reward", "95% CI", "Depth", "95% CI", "Reward Variance", "95% CI", "reward / slate"):
-        table.add_column(col, justify="right")
-    ci = lambda t: f"[{t[0]:.3f}, {t[1]:.3f}]"  # noqa: E731
+    table = Table(title=f"reference policies in {simulator.name}: {sessions:,} sessions each, seed {seed}, 95% CIs")
+    for col in ("policy", "Total Reward", "Depth", "Reward Variance", "r / slate"):
+        table.add_column(col, justify="right", no_wrap=True)
+    pm = lambda v, c: f"{v:.2f} ±{(c[1] - c[0]) / 2:.2f}"  # noqa: E731  (t-interval: symmetric)
     for name, s in results.items():
-        table.add_row(name, f"{s.total_reward:.3f}", ci(s.total_reward_ci), f"{s.depth:.2f}", ci(s.depth_ci),
-                      f"{s.reward_variance:.3f}", ci(s.reward_variance_ci), f"{s.avg_reward:.3f}")
+        lo, hi = s.reward_variance_ci  # chi-square interval: asymmetric
+        table.add_row(name, pm(s.total_reward, s.total_reward_ci), pm(s.depth, s.depth_ci),
+                      f"{s.reward_variance:.2f} ({lo:.2f}–{hi:.2f})", f"{s.avg_reward:.3f}")
     Console().print(table)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
