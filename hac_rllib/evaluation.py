@@ -86,7 +86,7 @@ def print_table(rows: List[Dict[str, Any]], title: str = "evaluation") -> None:
 
     table = Table(title=title)
     for column in ("policy", "sessions", "Total Reward (95% CI)", "Depth (95% CI)", "Reward Variance (95% CI)"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
+        table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=True)
     for row in rows:
         table.add_row(
             row["policy"],
@@ -95,7 +95,7 @@ def print_table(rows: List[Dict[str, Any]], title: str = "evaluation") -> None:
             _with_ci(row["depth"], row["depth_ci"]),
             _with_ci(row["reward_variance"], row["reward_variance_ci"]),
         )
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
 
 
 def _with_ci(value: float, ci) -> str:

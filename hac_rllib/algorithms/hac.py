@@ -201,6 +201,7 @@ class HAC(Algorithm):
         super().setup(config)
         self.replay_buffer = FlatReplayBuffer(self.config.replay_buffer_capacity, seed=self.config.seed)
         self._updates_owed = 0.0
+        self._num_updates = 0  # lifetime learner updates; a resumed run never goes back to random acting
 
     # --- training ------------------------------------------------------------------------------------
     def training_step(self) -> None:
@@ -209,7 +210,9 @@ class HAC(Algorithm):
 
     def _hac_step(self) -> None:
         cfg = self.config
-        warmup = len(self.replay_buffer) < cfg.num_steps_sampled_before_learning_starts
+        # random hyper-actions only before the very first update: a run resumed without its buffer
+        # refills it with its own policy's actions
+        warmup = self._num_updates == 0 and len(self.replay_buffer) < cfg.num_steps_sampled_before_learning_starts
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             batches, runner_metrics = synchronous_parallel_sample(
                 worker_set=self.env_runner_group,
@@ -229,6 +232,7 @@ class HAC(Algorithm):
         if n_updates == 0:
             return
         self._updates_owed -= n_updates
+        self._num_updates += n_updates
         b = cfg.train_batch_size_per_learner
         sample = self.replay_buffer.sample(n_updates * b)
         train_batch = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(sample)}, env_steps=n_updates * b)
@@ -284,6 +288,7 @@ class HAC(Algorithm):
     def get_state(self, components=None, *, not_components=None, **kwargs) -> Dict[str, Any]:
         state = super().get_state(components, not_components=not_components, **kwargs)
         state["updates_owed"] = self._updates_owed
+        state["num_updates"] = self._num_updates
         if self.config.store_buffer_in_checkpoints:
             state[REPLAY_BUFFER_STATE] = self.replay_buffer.get_state()
         return state
@@ -291,6 +296,7 @@ class HAC(Algorithm):
     def set_state(self, state: Dict[str, Any]) -> None:
         super().set_state(state)
         self._updates_owed = float(state.get("updates_owed", 0.0))
+        self._num_updates = int(state.get("num_updates", 0))
         if REPLAY_BUFFER_STATE in state:
             self.replay_buffer.set_state(state[REPLAY_BUFFER_STATE])
 
