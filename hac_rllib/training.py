@@ -199,7 +199,11 @@ def train(run: TrainRun, *, resume: bool = False, log: Callable[[str], None] = p
     init_ray()
     from hac_rllib.algorithms.hac_learner import NonFiniteLossError
 
-    config = build_config(run, train_sim, eval_sim)
+    try:
+        config = build_config(run, train_sim, eval_sim)
+        config.validate()
+    except ValueError as e:  # config mistakes are the user's to fix: one clear message, no traceback
+        raise TrainingError(f"invalid configuration: {e}") from None
     algo = config.build_algo()
     start = 0
     if resume:
