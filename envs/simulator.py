@@ -107,7 +107,7 @@ def append_positives(history: torch.Tensor, new_items: torch.Tensor) -> torch.Te
     target = torch.where(nonzero & (target >= 0), target, torch.full_like(target, length))
     out = torch.zeros(b, length + 1, dtype=history.dtype, device=history.device)
     out.scatter_(1, target, seq)
-    return out[:, :length]
+    return out[:, :length].contiguous()
 
 
 def observation_space_for(n_users: int, n_items: int, user_feature_dim: int, max_history: int) -> spaces.Dict:
