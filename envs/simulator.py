@@ -76,10 +76,18 @@ class ResponseScorer:
             self._item_vectors_t = self.item_table[:, : self.dim].t().contiguous()  # (dim, N + 1)
             self._item_bias = self.item_table[:, self.dim] + model.global_bias
 
+    #: rows per forward chunk: a (256, L, 4·dim) working set stays in cache; at B = 1024 one chunk
+    #: was ~20 % slower per row on the 2-core reference machine (8 MiB L3)
+    chunk_rows = 256
+
     @torch.no_grad()
     def state(self, user_ids: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """(B, dim) user states."""
-        return self.model.cached_user_state(self.tables, user_ids, history)
+        b, c = user_ids.shape[0], self.chunk_rows
+        if b <= c:
+            return self.model.cached_user_state(self.tables, user_ids, history)
+        return torch.cat([self.model.cached_user_state(self.tables, user_ids[i : i + c], history[i : i + c])
+                          for i in range(0, b, c)])
 
     @torch.no_grad()
     def slate_logits(self, state: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
