@@ -308,3 +308,12 @@ def test_rllib_creator(sim_path):
     with pytest.raises(ValueError, match="simulator"):
         make_rllib_env({"num_envs": 2})
     assert register_rllib_env("hac-simulator-test") == "hac-simulator-test"
+
+
+def test_chunked_scoring_matches(sim_path):
+    env = HACSimulatorEnv(sim_path, num_envs=12, seed=0)
+    obs, _ = env.reset()
+    users, hist = torch.as_tensor(obs["user_id"]), torch.as_tensor(obs["history"])
+    whole = env.scorer.state(users, hist)
+    env.scorer.chunk_rows = 5
+    torch.testing.assert_close(env.scorer.state(users, hist), whole)
