@@ -142,7 +142,7 @@ def flatten(result: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
 
 def headline(flat: Mapping[str, float]) -> Dict[str, float]:
     out = {new: flat[old] for old, new in HEADLINE.items() if old in flat}
-    out.update({k: v for k, v in flat.items() if k.startswith("losses/")})
+    out.update({k: v for k, v in flat.items() if k.startswith(("losses/", "learning_rates/"))})
     return out
 
 

@@ -251,11 +251,16 @@ class HAC(Algorithm):
             self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
 
     def _log_flat_losses(self) -> None:
-        """Mirror the learner's losses under flat names (``losses/critic_loss``, ...) for plots and Tune."""
-        for name in LOSS_NAMES + ("q_mean", "target_q_mean"):
+        """Mirror the learner's losses, Q statistics and learning rates under flat names
+        (``losses/critic_loss``, ``learning_rates/critic``, ...) for plots and Tune."""
+        for name in LOSS_NAMES + ("q_mean", "q_std", "target_q_mean"):
             value = self.metrics.peek((LEARNER_RESULTS, DEFAULT_MODULE_ID, name), default=None)
             if value is not None:
                 self.metrics.log_value(("losses", name), value, window=1)
+        for optimizer in ("critic", "actor", "align", "supervise"):
+            value = self.metrics.peek((LEARNER_RESULTS, DEFAULT_MODULE_ID, f"{optimizer}_learning_rate"), default=None)
+            if value is not None:
+                self.metrics.log_value(("learning_rates", optimizer), value, window=1)
 
     # --- evaluation ----------------------------------------------------------------------------------
     def evaluate(self, parallel_train_future=None) -> Dict[str, Any]:
