@@ -34,6 +34,7 @@ env and both derived from the seed, so the same seed gives the same trajectories
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from pathlib import Path
@@ -67,7 +68,9 @@ class ResponseScorer:
 
     def __init__(self, model: ResponseModel, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval().requires_grad_(False)
+        if model.global_bias.device != self.device:  # a copy: the (cached, shared) checkpoint keeps its device
+            model = copy.deepcopy(model).to(self.device)
+        self.model = model.eval().requires_grad_(False)
         self.dim = model.config.dim
         with torch.no_grad():
             self.tables = model.inference_tables()
