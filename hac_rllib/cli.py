@@ -11,6 +11,7 @@ import typer
 from hac_rllib.commands import data as data_commands
 from hac_rllib.commands import sim as sim_commands
 from hac_rllib.commands import train as train_commands
+from hac_rllib.commands import tune as tune_commands
 
 app = typer.Typer(
     name="hac",
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(data_commands.app, name="data")
 app.add_typer(sim_commands.app, name="sim")
 train_commands.register(app)
+tune_commands.register(app)
 
 
 def main() -> None:
