@@ -42,13 +42,15 @@ class SyntheticParams:
     train_fraction: float = DEFAULT_TRAIN_FRACTION
     latent_dim: int = 8
     n_topics: int = 20
-    affinity: float = 1.6  # weight of <u, v>
-    bias: float = -1.6  # global click bias
+    # Sharp preferences: the best slates for a user are clicked ~85 % of the time, random ones ~12 %,
+    # the logged (noisy) ones ~21 %, so good recommending keeps users for many steps of a session.
+    affinity: float = 6.0  # weight of <u, v>
+    bias: float = -3.7  # global click bias
     quality_scale: float = 0.5  # std of item quality b_i
     boredom: float = 0.45  # logit penalty per repeat of a topic among recent positives
     boredom_window: int = 10
     drift: float = 0.05  # interest drift towards each clicked item
-    logging_temperature: float = 1.0  # sharpness of the logging policy (0 = uniform)
+    logging_temperature: float = 3.0  # sharpness of the logging policy (0 = uniform)
     feature_noise: float = 0.3  # noise on the observable features
     seed: int = 0
 
