@@ -88,3 +88,25 @@ def test_invalid_configuration_is_one_clear_error(ray_session, small_simulators,
 def test_resume_without_a_run_directory_is_refused(tmp_path):
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(TrainRun(out=str(tmp_path / "missing")), resume=True, progress=False)
+
+
+def test_hac_cli_train_then_evaluate(ray_session, small_simulators, tmp_path):
+    """`hac train` and `hac evaluate` through the real CLI entry point."""
+    from typer.testing import CliRunner
+
+    from hac_rllib.cli import app
+
+    train_sim, eval_sim = small_simulators
+    out = tmp_path / "cli-run"
+    runner = CliRunner()
+    result = runner.invoke(app, [
+        "train", "--out", str(out), "--train-simulator", train_sim, "--eval-simulator", eval_sim,
+        "--iterations", "2", "--steps-per-iteration", "5", "--eval-sessions", "20", "--checkpoint-every", "2",
+        "--set", "num_steps_sampled_before_learning_starts=64", "--set", "train_batch_size_per_learner=16",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "final: iteration=2" in result.output and "eval/total_reward=" in result.output
+    result = runner.invoke(app, ["evaluate", str(out / "checkpoints" / "iter_000002"), "--sessions", "30"])
+    assert result.exit_code == 0, result.output
+    for name in ("trained", "random", "popular", "Total Reward"):
+        assert name in result.output
