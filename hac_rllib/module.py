@@ -4,6 +4,10 @@ Acting (EnvRunners, inference-only copy): obs -> state -> Z (+ N(0, σ²) noise 
 scores Φ(i)ᵀZ over the whole pool -> slate (top-k, or softmax sampling at rate 1 − greedy_rate).
 The slate is the env action (``actions``); Z is an extra model output (``hyper_action``) that the
 replay buffer stores for the methods that train on it (DDPG, TD3).
+
+The learner-side parts depend on the method (Table 3), switched by ``model_config``:
+``critic_type`` "q" (HAC, DDPG, PG-RA: one g(s, z)), "twin_q" (TD3: two), "v" (A2C: V(s)) or "none"
+(supervised learning: no critic, no target networks); ``inverse_dynamics`` adds PG-RA's model.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
-from hac_rllib.nn.critics import QCritic
+from hac_rllib.nn.critics import QCritic, VCritic
+from hac_rllib.nn.inverse_dynamics import InverseDynamics
 from hac_rllib.nn.policy import HyperActorPolicy, PolicyNetConfig
 
 HYPER_ACTION = "hyper_action"
 STATE = "state"
+CRITIC_TYPES = ("q", "twin_q", "v", "none")
 
 
 def catalogue_from_model_config(model_config: Dict[str, Any]) -> np.ndarray:
@@ -66,20 +72,51 @@ class HACModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             raise ValueError(f"item features describe {self.policy.n_items} items but the action space has {pool}")
         self.noise_std = float(mc.get("noise_std", 0.1))
         self.greedy_rate = float(mc.get("greedy_rate", 1.0))
+        self.critic_type = str(mc.get("critic_type", "q"))
+        if self.critic_type not in CRITIC_TYPES:
+            raise ValueError(f"critic_type must be one of {CRITIC_TYPES}, got {self.critic_type!r}")
+        self.has_inverse_dynamics = bool(mc.get("inverse_dynamics", False))
+        self._learner_parts: list[str] = []  # learner-only networks, in creation order
         if not self.inference_only:
-            self.critic = QCritic(cfg.kernel_dim, cfg.kernel_dim, tuple(mc.get("critic_hidden", (256, 64))), float(mc.get("critic_dropout", 0.0)))
+            dim, hidden, dropout = cfg.kernel_dim, tuple(mc.get("critic_hidden", (256, 64))), float(mc.get("critic_dropout", 0.0))
+            if self.critic_type in ("q", "twin_q"):
+                self.critic = QCritic(dim, dim, hidden, dropout)
+                self._learner_parts.append("critic")
+            if self.critic_type == "twin_q":
+                self.critic_2 = QCritic(dim, dim, hidden, dropout)
+                self._learner_parts.append("critic_2")
+            if self.critic_type == "v":
+                self.value_critic = VCritic(dim, hidden, dropout)  # same hidden sizes as the Q critic (A.3)
+                self._learner_parts.append("value_critic")
+            if self.has_inverse_dynamics:
+                self.inverse_model = InverseDynamics(dim, dim, tuple(mc.get("inverse_hidden", (256,))), float(mc.get("critic_dropout", 0.0)))
+                self._learner_parts.append("inverse_model")
         else:
             self.eval()  # acting copies never use dropout
 
+    def critic_nets(self) -> list[torch.nn.Module]:
+        """The networks the critic optimizer trains (Q, twin Q or V; none for supervised learning)."""
+        return [getattr(self, name) for name in ("critic", "critic_2", "value_critic") if name in self._learner_parts]
+
     # --- target networks (learner side) -------------------------------------------------------------
     def make_target_networks(self) -> None:
+        """A target actor and a target per critic; methods without a critic have no targets."""
+        if not self.critic_nets():
+            return
         self.target_policy = make_target_network(self.policy)
-        self.target_critic = make_target_network(self.critic)
         self.target_policy.eval()
-        self.target_critic.eval()
+        for name in ("critic", "critic_2", "value_critic"):
+            if name in self._learner_parts:
+                target = make_target_network(getattr(self, name))
+                target.eval()
+                setattr(self, "target_" + name, target)
 
     def get_target_network_pairs(self):
-        return [(self.policy, self.target_policy), (self.critic, self.target_critic)]
+        pairs = [(self.policy, self.target_policy)] if hasattr(self, "target_policy") else []
+        for name in ("critic", "critic_2", "value_critic"):
+            if hasattr(self, "target_" + name):
+                pairs.append((getattr(self, name), getattr(self, "target_" + name)))
+        return pairs
 
     def forward_target(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         """Q'(s', a') with a' the target actor's greedy slate for the next observation."""
@@ -91,7 +128,8 @@ class HACModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         return {"target_q": q, "target_slate": slate}
 
     def get_non_inference_attributes(self) -> list[str]:
-        return ["critic", "target_policy", "target_critic"]
+        """Every learner-only part any method may have (absent ones are simply not found)."""
+        return ["critic", "critic_2", "value_critic", "inverse_model", "target_policy", "target_critic", "target_critic_2", "target_value_critic"]
 
     # --- acting --------------------------------------------------------------------------------------
     def act(self, obs: Dict[str, torch.Tensor], *, explore: bool, random_hyper_action: bool = False) -> Dict[str, torch.Tensor]:
