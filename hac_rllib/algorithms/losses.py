@@ -1,4 +1,4 @@
-"""The four HAC losses (paper Eq. 7-10) as plain functions of tensors, shared by every method of Table 3.
+"""The HAC losses (paper Eq. 7-10) and the baselines' as plain functions of tensors, shared by every method of Table 3.
 
 Keeping them free of RLlib makes each one testable on a hand-made batch and reusable by the baselines.
 """
@@ -43,3 +43,16 @@ def supervise_loss(slate_logits: torch.Tensor, feedback: torch.Tensor) -> torch.
 def slate_logits(hyper_action: torch.Tensor, slate_embeddings: torch.Tensor) -> torch.Tensor:
     """Φ(i)ᵀZ for the items of a slate: (B, dim) and (B, k, dim) -> (B, k)."""
     return (slate_embeddings * hyper_action.unsqueeze(1)).sum(-1)
+
+
+def slate_log_prob(item_log_probs: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
+    """log P(a) = Σ_{i∈a} log P(i) for slates of 1-based item ids: (B, N) and (B, k) -> (B,).
+
+    Items are treated as independent draws (Eq. 4-5's product), as the paper and the authors' A2C and
+    PG-RA do, rather than as a without-replacement sequence."""
+    return item_log_probs.gather(1, slate.long() - 1).sum(-1)
+
+
+def policy_gradient_loss(log_prob: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+    """−E[A·log P(a|s)]: the advantage is a constant weight (no gradient into the value network)."""
+    return -(advantage.detach() * log_prob).mean()
