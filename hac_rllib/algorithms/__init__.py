@@ -1,17 +1,17 @@
-"""The methods this library trains, by CLI name: one place that lists them (issue: Table 3 presets)."""
+"""The methods this library trains, by CLI name: one place that lists them (issue: Table 3 presets).
+
+Every name maps to a config factory; the presets themselves (phases, module parts, defaults) are in
+``hac_rllib.algorithms.methods``.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict
 
+from hac_rllib.algorithms.methods import METHODS, make_config
 
-def _hac():
-    from hac_rllib.algorithms.hac import HACConfig
-
-    return HACConfig()
-
-
-ALGORITHMS: Dict[str, Callable[[], object]] = {"hac": _hac}
+ALGORITHMS: Dict[str, Callable[[], object]] = {name: functools.partial(make_config, name) for name in METHODS}
 
 
 def get_algorithm_config(name: str):

@@ -5,6 +5,11 @@ freshly updated critic; (3) actor and kernel on the alignment λ_h‖Z − h(top
 kernel on the supervision BCE with its own learning rate; then soft target updates (τ). Each phase
 recomputes the state with the parameters the previous phase left, as the paper's order implies;
 RLlib's default single-backward update cannot express that, hence the ``_update`` override.
+
+The baselines of Table 3 run through the same Learner: ``config.method`` names a preset
+(``methods.py``) whose phase list replaces Algorithm 1's and whose optimizers train the parts the
+preset says. Target networks are soft-updated after every update in which the actor moved (every
+update, except TD3's delayed ones).
 """
 
 from __future__ import annotations
@@ -30,18 +35,36 @@ class HACLearner(TorchLearner):
         super().build()
         self.module.foreach_module(lambda mid, m: m.make_target_networks() if isinstance(m, TargetNetworkAPI) else None)
         self._num_updates = 0
+        self._targets_due = False
+
+    @staticmethod
+    def _part_parameters(module, part: str) -> list:
+        """The parameters of a module part named in a method's ``optimizers`` (see methods.py)."""
+        if part == "policy":
+            nets = [module.policy]
+        elif part == "item_kernel":
+            nets = [module.policy.item_kernel]
+        elif part == "critics":
+            nets = module.critic_nets()
+        elif part == "inverse_model":
+            nets = [module.inverse_model]
+        else:
+            raise ValueError(f"unknown module part {part!r}")
+        return [p for net in nets for p in net.parameters()]
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        module = self._module[module_id]
-        policy_params = self.get_parameters(module.policy)
-        critic_params = self.get_parameters(module.critic)
+        module = self._module[module_id].unwrapped()
+        method = config.method_spec
         wd = config.l2_coef
-        for name, params, lr in (
-            (CRITIC, critic_params, config.critic_lr),
-            (ACTOR, policy_params, config.actor_lr),
-            (ALIGN, policy_params, config.align_lr if config.align_lr is not None else config.actor_lr),
-            (SUPERVISE, policy_params, config.supervise_lr),
-        ):
+        lrs = {
+            CRITIC: config.critic_lr,
+            ACTOR: config.actor_lr,
+            ALIGN: config.align_lr if config.align_lr is not None else config.actor_lr,
+            SUPERVISE: config.supervise_lr,
+        }
+        for name, parts in method.optimizers.items():
+            params = [p for part in parts for p in self._part_parameters(module, part)]
+            lr = lrs[name]
             self.register_optimizer(
                 module_id=module_id,
                 optimizer_name=name,
@@ -84,12 +107,17 @@ class HACLearner(TorchLearner):
         return fwd_out, loss_per_module, {}
 
     def _hac_update(self, module_id: str, module, cfg, b) -> Tuple[Dict[str, float], torch.Tensor]:
+        """The method's phases in order (Algorithm 1's for HAC), each with its own optimizer step."""
         metrics: Dict[str, float] = {}
         total = torch.zeros(())
-        for name, phase in phases.hac_phases(cfg):
+        for name, phase in phases.phases_for(cfg.method_spec.phases, cfg, self._num_updates):
             loss, phase_metrics = self._run(module_id, name, phase(module, b, cfg))
             metrics.update(phase_metrics)
             total = total + loss.detach()
+            if name == ACTOR:
+                self._targets_due = True
+        if int(cfg.policy_delay) <= 1:
+            self._targets_due = True
         return metrics, total
 
     # Each step takes (module_id, module, config, batch), applies its optimizer and returns
@@ -107,6 +135,11 @@ class HACLearner(TorchLearner):
     def supervise_step(self, module_id, module, cfg, b):
         return self._run(module_id, SUPERVISE, phases.supervise_phase(module, b, cfg))
 
+    def phase_step(self, module_id, module, cfg, b, phase: str):
+        """Run one named phase of ``phases.PHASES`` (any method's) and step its optimizer."""
+        spec = phases.PHASES[phase]
+        return self._run(module_id, spec.optimizer, spec.fn(module, b, cfg))
+
     def _run(self, module_id, name, loss_and_metrics):
         loss, metrics = loss_and_metrics
         self._apply(module_id, name, loss)
@@ -114,6 +147,9 @@ class HACLearner(TorchLearner):
 
     def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)
+        if not self._targets_due:  # TD3: the targets follow the delayed actor
+            return
+        self._targets_due = False
         for module_id, module in self.module._rl_modules.items():
             tau = self.config.get_config_for_module(module_id).tau
             for main, target in module.unwrapped().get_target_network_pairs():
