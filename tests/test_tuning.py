@@ -201,7 +201,7 @@ def test_two_trials_run_at_once_on_two_cpus(two_good_one_bad):
             span.setdefault(e["trial"], {})[e["event"]] = e["time"]
     (s0, e0), (s1, e1) = [(span[t]["start"], span[t]["complete"]) for t in ("p000_s0", "p001_s0")]
     overlap = min(e0, e1) - max(s0, s1)
-    assert overlap > 0.5 * min(e0 - s0, e1 - s1), (span, overlap)  # both trained together most of the time
+    assert overlap > 0.3 * min(e0 - s0, e1 - s1), (span, overlap)  # they trained side by side, not in turn
     for t in out.trials:
         if t.status == "finished":
             assert t.iterations == 4 and list(t.path.glob("events.out.tfevents.*"))  # Tune's TensorBoard output

@@ -319,17 +319,31 @@ def fmt_ci(mean: float, half: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {half:.{digits}f}" if _finite(half) else f"{mean:.{digits}f}"
 
 
+SHORT = {
+    "supervise_lr": "sup. lr", "hyper_align_coef": "λ_h", "noise_std": "σ", "greedy_rate": "greedy",
+    "actor_lr": "actor lr", "critic_lr": "critic lr", "align_lr": "align lr", "l2_coef": "L2",
+}
+
+
+def make_console():
+    """A rich console; wide when writing to a file or a job log (rich would wrap at 80 columns)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def print_summary(points: Sequence[PointSummary], keys: Sequence[str], *, title: str, console=None) -> None:
     """The per-configuration table (rich): hyperparameters, seeds, scores as mean ± 95 % CI."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     best = best_point(points)
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     for k in keys:
-        table.add_column(k, justify="right")
+        table.add_column(SHORT.get(k, k), justify="right")
     table.add_column("seeds", justify="right")
     table.add_column("total reward", justify="right")
     table.add_column("depth", justify="right")

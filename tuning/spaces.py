@@ -72,6 +72,8 @@ APPENDIX: Dict[str, Dict[str, Tuple[float, ...]]] = {
     "hac": {**_COMMON_RL, "hyper_align_coef": HYPER_ALIGN_COEF, "supervise_lr": SUPERVISE_LR},
     "hac_no_bce": {**_COMMON_RL, "hyper_align_coef": HYPER_ALIGN_COEF},
     "hac_no_hyper": {**_COMMON_RL, "supervise_lr": SUPERVISE_LR},
+    # Figure 10's variant explores by sampling slates with σ = 0: its knob is the greedy rate, not σ.
+    "hac_effect_explore": {"actor_lr": ACTOR_LR, "critic_lr": CRITIC_LR, "greedy_rate": GREEDY_RATE},
     "ddpg": dict(_COMMON_RL),
     "td3": dict(_COMMON_RL),
     "ddpg_ra": {**_COMMON_RL, "align_lr": DDPG_RA_ALIGN_LR},

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+from ray import tune
+
 from tuning import analysis
 from tuning.spaces import Grid, Point, get_grid
 
@@ -67,6 +69,7 @@ class SweepSpec:
     checkpoint_every: int = 5
     store_buffer: bool = False
     max_concurrent: int = 0  # 0 = as many as the resources allow
+    max_failures: int = 0  # automatic retries of a failed trial from its last checkpoint (e.g. a preempted node)
     storage: Optional[str] = None  # Tune storage (s3://, gs://, or a shared path); default: next to out
     sim_epochs: int = 10
     overrides: Dict[str, Any] = field(default_factory=dict)
@@ -164,8 +167,6 @@ def _point_value(table: Mapping[int, Mapping[str, Any]], key: str, config) -> An
 
 
 def param_space(config, points: Sequence[Point], seeds: Sequence[int]) -> Dict[str, Any]:
-    from ray import tune
-
     space = config.to_dict()
     table = {p.index: dict(p.values) for p in points}
     space[analysis.POINT_KEY] = tune.grid_search([p.index for p in points])
@@ -186,13 +187,7 @@ def trial_dirname(trial) -> str:
 # --- progress and failures -----------------------------------------------------------------------
 
 
-def _tune_callback_base():
-    from ray import tune
-
-    return tune.Callback
-
-
-class SweepLog(_tune_callback_base()):
+class SweepLog(tune.Callback):
     """One line per trial start / end / error on stdout, and the same as JSON lines in ``events.jsonl``
     (wall-clock times and how many trials were running: the evidence of concurrency).
 
@@ -261,12 +256,13 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or resume) a sweep and summarise it; see the module docstring."""
     import torch
-    from ray import tune
 
     from hac_rllib.algorithms import get_algorithm_config
     from hac_rllib.training import ensure_simulators, init_ray
 
     torch.set_num_threads(1)
+    # num_to_keep=2 makes Tune snapshot its state at every checkpoint; that is intended, not a warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     out = Path(spec.out).absolute()
     manifest_path = out / analysis.MANIFEST
     t0 = time.perf_counter()
@@ -291,8 +287,11 @@ def run_sweep(
             resume_unfinished=True, resume_errored=retry_errored,
         )
     else:
-        if (out / analysis.MANIFEST).exists():
+        storage = spec.storage or str(out.parent)
+        exp = f"{storage.rstrip('/')}/{out.name}" if "://" in storage else str(Path(storage).absolute() / out.name)
+        if manifest_path.exists() and tune.Tuner.can_restore(exp):
             raise SweepError(f"{out} already holds a sweep: use --resume to continue it, or another --out")
+        # (a manifest without Tune state is a start that failed before any trial: start afresh)
         grid = grid or get_grid(spec.grid, spec.algo)
         spec.grid = grid.name
         run = resolve_run(spec, grid)
@@ -301,8 +300,6 @@ def run_sweep(
         run.train_simulator, run.eval_simulator = train_sim, eval_sim
         config, points, cpus = plan(spec, grid, run, train_sim, eval_sim)
         seeds = spec.seed_list
-        storage = spec.storage or str(out.parent)
-        exp = f"{storage.rstrip('/')}/{out.name}" if "://" in storage else str(Path(storage).absolute() / out.name)
         manifest = {
             "version": 1,
             "algo": spec.algo,
@@ -345,7 +342,7 @@ def run_sweep(
                 name=out.name,
                 storage_path=storage if "://" in storage else str(Path(storage).absolute()),
                 stop={"training_iteration": run.iterations},
-                failure_config=tune.FailureConfig(fail_fast=False, max_failures=0),
+                failure_config=tune.FailureConfig(fail_fast=False, max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
                     checkpoint_frequency=spec.checkpoint_every, checkpoint_at_end=True, num_to_keep=2
                 ),

@@ -30,6 +30,7 @@ def tune(
     cpus_per_trial: Optional[float] = typer.Option(None, help="CPUs of a trial's main process + learner [default: 1 with 0 EnvRunners, else 0.5]."),
     cpus_per_env_runner: float = typer.Option(0.5, help="CPUs per remote EnvRunner."),
     max_concurrent: int = typer.Option(0, help="Cap on trials running at once (0: as many as resources allow)."),
+    max_failures: int = typer.Option(0, help="Retries of a failed trial from its last checkpoint (e.g. on preemptible nodes)."),
     checkpoint_every: int = typer.Option(5, help="Checkpoint every N iterations (what --resume continues from)."),
     store_buffer: bool = typer.Option(False, help="Keep replay buffers in checkpoints (exact resume, bigger files)."),
     storage: Optional[str] = typer.Option(None, help="Tune storage for trials: s3://, gs:// or a shared path (needed on multi-node clusters)."),
@@ -39,13 +40,11 @@ def tune(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid and the resources per trial, run nothing."),
 ) -> None:
     """Grid-search a method with Ray Tune; best configuration by final evaluation Total Reward."""
-    from rich.console import Console
-
     from tuning import analysis
     from tuning.spaces import get_grid
     from tuning.sweep import SweepError, SweepSpec, plan, resolve_run, run_sweep
 
-    console = Console()
+    console = analysis.make_console()
     spec = SweepSpec(
         out=str(out), algo=algo, grid=grid, seeds=seeds, first_seed=first_seed,
         data=str(data) if data else None,
@@ -53,7 +52,7 @@ def tune(
         eval_simulator=str(eval_simulator) if eval_simulator else None,
         iterations=iterations, steps_per_iteration=steps_per_iteration, eval_sessions=eval_sessions, eval_every=eval_every,
         num_envs=num_envs, num_env_runners=num_env_runners, cpus_per_trial=cpus_per_trial, cpus_per_env_runner=cpus_per_env_runner,
-        checkpoint_every=checkpoint_every, store_buffer=store_buffer, max_concurrent=max_concurrent, storage=storage,
+        checkpoint_every=checkpoint_every, store_buffer=store_buffer, max_concurrent=max_concurrent, max_failures=max_failures, storage=storage,
         sim_epochs=sim_epochs, overrides=_parse_overrides(set_),
     )
     try:
@@ -94,15 +93,13 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Where the PNGs and report.json go [default: SWEEP_DIR/report]."),
 ) -> None:
     """Sensitivity figures (like the paper's Figures 5, 7, 9, 10): mean and 95 % CI over seeds."""
-    from rich.console import Console
-
     from tuning import analysis
     from tuning.report import make_report
 
     if not sweep_dir.is_dir():
         typer.secho(f"error: {sweep_dir} is not a directory", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    console = Console()
+    console = analysis.make_console()
     rep = make_report(sweep_dir, out)
     outcome = rep["outcome"]
     analysis.print_summary(outcome.points, outcome.manifest["keys"], title=f"sweep {sweep_dir}", console=console)
