@@ -35,7 +35,7 @@ def tune(
     store_buffer: bool = typer.Option(False, help="Keep replay buffers in checkpoints (exact resume, bigger files)."),
     storage: Optional[str] = typer.Option(None, help="Tune storage for trials: s3://, gs:// or a shared path (needed on multi-node clusters)."),
     set_: List[str] = typer.Option([], "--set", help="Config values for every trial, e.g. --set gamma=0.9 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the sweep in --out: finished trials are kept."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the sweep in --out with its saved settings (other options are ignored): finished trials are kept."),
     retry_errored: bool = typer.Option(True, help="With --resume: retry errored trials from their last checkpoint."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid and the resources per trial, run nothing."),
 ) -> None:
