@@ -68,6 +68,18 @@ def test_invalid_or_unknown_grid_values_are_refused_before_anything_runs(tmp_pat
         plan(spec, Grid("typo", (Study("actor_learning_rate", {"actor_learning_rate": (1e-4, 1e-5)}),)))
 
 
+def test_every_registered_method_has_grids_its_config_accepts(tmp_path):
+    """Each grid key is a field of the method's config and every point validates: a baseline that
+    renames a field fails here, not silently in a sweep (AlgorithmConfig accepts unknown keys)."""
+    from hac_rllib.algorithms import ALGORITHMS
+    from tuning.sweep import SweepSpec, plan
+
+    for algo in ALGORITHMS:
+        for name in spaces.GRID_NAMES:
+            _, points, cpus = plan(SweepSpec(out=str(tmp_path / "s"), algo=algo), spaces.get_grid(name, algo))
+            assert points and cpus > 0, (algo, name)
+
+
 def test_dry_run_cli_prints_the_grid(tmp_path):
     from typer.testing import CliRunner
 

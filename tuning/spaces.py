@@ -191,13 +191,15 @@ def get_grid(name: str, algo: str) -> Grid:
             studies += (Study("greedy_rate", {"greedy_rate": GREEDY_RATE}, fixed={"noise_std": 0.0}),)
         return Grid("sensitivity", studies, run=PAPER_RUN, description=f"one hyperparameter at a time around {algo}'s defaults")
     if name == "small":
-        if algo == "hac":
-            studies = (
-                Study("supervise_lr", {"supervise_lr": (0.0, 1e-4, 1e-3)}),
-                Study("hyper_align_coef", {"hyper_align_coef": (0.01, 0.1, 1.0)}),
-                Study("noise_std", {"noise_std": (0.001, 0.01, 0.1)}),
-                Study("greedy_rate", {"greedy_rate": (0.0, 0.5, 1.0)}, fixed={"noise_std": 0.0}),
-            )
+        hac_small = (
+            Study("supervise_lr", {"supervise_lr": (0.0, 1e-4, 1e-3)}),
+            Study("hyper_align_coef", {"hyper_align_coef": (0.01, 0.1, 1.0)}),
+            Study("noise_std", {"noise_std": (0.001, 0.01, 0.1)}),
+            Study("greedy_rate", {"greedy_rate": (0.0, 0.5, 1.0)}, fixed={"noise_std": 0.0}),
+        )
+        if algo.startswith("hac"):  # HAC and its variants: the studies of the knobs they keep
+            keep = set(space) | ({"greedy_rate"} if "noise_std" in space else set())
+            studies = tuple(s for s in hac_small if set(s.vary) <= keep)
         else:
             studies = tuple(Study(k, {k: tuple(v)[:2]}) for k, v in list(space.items())[:2])
         return Grid("small", studies, run=SMALL_RUN, description=f"a few one-at-a-time points for {algo}; minutes on 2 CPUs")
