@@ -321,3 +321,51 @@ def test_sl_methods_only_run_bce_on_actor_and_kernel(name):
     assert {k for k in stats if k.endswith("_loss") and k != "total_loss"} == {"supervise_loss"}
     moved = changed(before, module.policy)
     assert "actor.head.weight" in moved and kernel_names(module.policy) <= moved
+
+
+# --- through RLlib: the baselines' own state survives a checkpoint ----------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["td3", "ddpg_ra", "offline_sl"])
+def test_baseline_trains_checkpoints_and_restores(ray_session, small_simulators, small_synthetic, tmp_path, name):
+    """A few iterations through RLlib, then save / restore: twin and inverse-dynamics nets and their
+    optimizers come back; Offline SL reads every logged training list with Ray Data and never steps
+    the training simulator. (Whether each method learns is tested in test_compare.py.)"""
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    from envs.data.format import load_records
+
+    train_sim, eval_sim = small_simulators
+    config = (
+        get_algorithm_config(name)
+        .simulators(train=train_sim, evaluation=eval_sim)
+        .training(steps_per_iteration=10, num_steps_sampled_before_learning_starts=64, train_batch_size_per_learner=16)
+        .evaluation(evaluation_interval=2, evaluation_duration=20)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(2)]
+        losses = results[-1]["losses"]
+        assert all(np.isfinite(v) for v in losses.values()) and losses, losses
+        assert results[-1]["evaluation"]["n_sessions"] == 20
+        if name == "offline_sl":
+            assert algo.offline_records.num_records == len(load_records(small_synthetic, "train"))
+            assert results[-1].get("env_runners", {}).get("num_env_steps_sampled_lifetime", 0) == 0
+            assert set(losses) == {"supervise_loss"}
+        path = algo.save_to_path(str(tmp_path / "ckpt"))
+        weights = algo.learner_group.get_weights()["default_policy"]
+        optimizers = {n for n, _ in algo.learner_group._learner.get_optimizers_for_module("default_policy")}
+    finally:
+        algo.stop()
+    restored = Algorithm.from_checkpoint(path)
+    try:
+        assert restored.config.method == name
+        for key, value in restored.learner_group.get_weights()["default_policy"].items():
+            assert np.allclose(value, weights[key]), key
+        assert any(k.startswith({"td3": "critic_2.", "ddpg_ra": "inverse_model.", "offline_sl": "policy."}[name]) for k in weights)
+        assert {n for n, _ in restored.learner_group._learner.get_optimizers_for_module("default_policy")} == optimizers
+        assert restored.train()["training_iteration"] == 3
+    finally:
+        restored.stop()

@@ -385,6 +385,11 @@ class HAC(Algorithm):
         except KeyError:
             return None
 
+    def cleanup(self) -> None:
+        if getattr(self, "offline_records", None) is not None:
+            self.offline_records.close()
+        super().cleanup()
+
     # --- evaluation ----------------------------------------------------------------------------------
     def evaluate(self, parallel_train_future=None) -> Dict[str, Any]:
         """Greedy sessions in the evaluation simulator: Total Reward, Depth, Reward Variance (95 % CIs)."""

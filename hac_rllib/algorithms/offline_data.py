@@ -110,7 +110,9 @@ class LoggedRecordBatches:
         import ray.data
 
         in_pg = _pin_to_current_placement_group()
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
         path = Path(data_dir) / f"{split}.parquet"
         self.seed = int(seed)
         self.num_cpus = float(num_cpus)
@@ -140,3 +142,11 @@ class LoggedRecordBatches:
             self.epoch += 1
             self._batches = self._epoch_batches(batch_size)
             return next(self._batches)
+
+    def close(self) -> None:
+        """Stop the running epoch's iterator (before Ray shuts down, not at interpreter exit)."""
+        if self._batches is not None:
+            close = getattr(self._batches, "close", None)
+            if close is not None:
+                close()
+            self._batches = None
