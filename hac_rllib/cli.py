@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from hac_rllib.commands import compare as compare_commands
 from hac_rllib.commands import data as data_commands
 from hac_rllib.commands import sim as sim_commands
 from hac_rllib.commands import train as train_commands
@@ -24,6 +25,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(sim_commands.app, name="sim")
 train_commands.register(app)
 tune_commands.register(app)
+compare_commands.register(app)
 
 
 def main() -> None:
