@@ -56,10 +56,12 @@ def evaluate_checkpoint(
     num_envs: int = 32,
     seed: int = 0,
     baselines: bool = True,
+    oracle: bool = False,
 ) -> List[Dict[str, Any]]:
     """Rows of ``{"policy", "total_reward", "depth", "reward_variance", ...}``: the checkpoint's greedy
-    policy and, when ``baselines``, random and popular slates in the same simulator and seed."""
-    from envs.evaluation import PopularPolicy, RandomPolicy, evaluate_sessions
+    policy and, when ``baselines``, random and popular slates in the same simulator and seed; with
+    ``oracle`` also the greedy ranking by Ψ itself (an upper reference for myopic play)."""
+    from envs.evaluation import OraclePolicy, PopularPolicy, RandomPolicy, evaluate_sessions
     from envs.simulator import HACSimulatorEnv
 
     torch.set_num_threads(1)
@@ -72,6 +74,8 @@ def evaluate_checkpoint(
     if baselines:
         policies["random"] = RandomPolicy.for_env(env, seed)
         policies["popular"] = PopularPolicy.for_env(env)
+    if oracle:
+        policies["oracle (ranks by Ψ)"] = OraclePolicy(env)
     rows = []
     for name, policy in policies.items():
         stats = evaluate_sessions(env, policy, sessions, seed)

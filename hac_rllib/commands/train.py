@@ -77,11 +77,12 @@ def evaluate(
     num_envs: int = typer.Option(32, help="Parallel users."),
     seed: int = typer.Option(0, help="Random seed of the sessions."),
     baselines: bool = typer.Option(True, help="Also evaluate the random and popular reference policies."),
+    oracle: bool = typer.Option(False, help="Also the greedy ranking by the simulator's own Ψ (an upper reference)."),
 ) -> None:
     """Greedy sessions of a trained policy in the evaluation simulator (Total Reward, Depth, Reward Variance)."""
     from hac_rllib.evaluation import evaluate_checkpoint, print_table
 
-    rows = evaluate_checkpoint(checkpoint, simulator=simulator, sessions=sessions, num_envs=num_envs, seed=seed, baselines=baselines)
+    rows = evaluate_checkpoint(checkpoint, simulator=simulator, sessions=sessions, num_envs=num_envs, seed=seed, baselines=baselines, oracle=oracle)
     print_table(rows, title=f"evaluation of {checkpoint}")
 
 
