@@ -57,14 +57,14 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(ray_session,
     from hac_rllib.algorithms import phases
 
     calls = {"n": 0}
-    real = phases.supervise_phase
+    real = phases.PHASES["supervise"]
 
     def poisoned(module, b, cfg):
-        loss, metrics = real(module, b, cfg)
+        loss, metrics = real.fn(module, b, cfg)
         calls["n"] += 1
         return (loss * float("nan") if calls["n"] > 12 else loss), metrics
 
-    monkeypatch.setattr(phases, "supervise_phase", poisoned)
+    monkeypatch.setitem(phases.PHASES, "supervise", phases.Phase(real.optimizer, poisoned, real.enabled))
     out = tmp_path / "run"
     with pytest.raises(TrainingError) as err:
         train(small_run(out, small_simulators, iterations=6), progress=False, log=lambda s: None)
