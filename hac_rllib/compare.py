@@ -101,7 +101,10 @@ class CompareSpec:
 
 
 def method_config(spec: CompareSpec, method: str, train_sim: str, eval_sim: str):
-    """The config ``hac train --algo METHOD`` would build, with this comparison's sizes and CPUs."""
+    """The config ``hac train --algo METHOD`` would build, with this comparison's sizes and CPUs.
+
+    The comparison-wide ``overrides`` skip the keys the method pins (``--set supervise_lr=1e-3``
+    must not switch the BCE of ``hac_no_bce`` back on)."""
     from hac_rllib.training import TrainRun, build_config
 
     run = TrainRun(
@@ -113,7 +116,7 @@ def method_config(spec: CompareSpec, method: str, train_sim: str, eval_sim: str)
         num_envs=spec.num_envs,
         eval_every=spec.eval_every,
         eval_sessions=spec.eval_sessions,
-        overrides=dict(spec.overrides),
+        overrides={k: v for k, v in spec.overrides.items() if k not in get_method(method).pinned},
     )
     config = build_config(run, train_sim, eval_sim)
     main = spec.cpus_per_trial
@@ -260,7 +263,7 @@ def run_compare(spec: CompareSpec, *, log: Callable[[str], None] = print, verbos
             storage_path=str(out),
             stop={"training_iteration": spec.iterations},
             failure_config=tune.FailureConfig(fail_fast=False, max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True, num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),  # one checkpoint per trial: the final policy
             callbacks=[ProgressLog(log)],
             verbose=verbose,
         ),
@@ -561,6 +564,12 @@ def make_report(out: Path, *, log: Callable[[str], None] = print, references: bo
             f"Data: `{spec.get('data')}`; simulators: `{(manifest.get('simulators') or {}).get('train')}` (train), `{eval_sim}` (evaluation).",
             "",
         ]
+        if spec.get("overrides"):
+            lines += [
+                "Settings for every method (except where a method pins the key, e.g. an ablation's switched-off loss): "
+                + ", ".join(f"`{k}={v}`" for k, v in spec["overrides"].items()) + ".",
+                "",
+            ]
     lines += [
         "Mean ± half-width of the 95 % Student-t interval over seeds. **Best**, <u>second best</u>; "
         "Reward Variance is the variance of the total reward across users (lower = more stable), not across seeds.",

@@ -173,3 +173,12 @@ def test_method_learns_to_beat_random_slates(learning_comparison, small_simulato
     print(f"{method}: {total:.3f} [{lo:.3f}, {hi:.3f}] vs random {random.total_reward:.3f} {random.total_reward_ci}")
     assert total > 1.5 * random.total_reward, (total, random.total_reward)
     assert lo > random.total_reward_ci[1], "the 95 % intervals must not overlap"
+
+
+def test_comparison_wide_settings_do_not_undo_an_ablation(small_simulators):
+    train_sim, eval_sim = small_simulators
+    spec = C.CompareSpec(out="/tmp/unused", algos=["hac", "hac_no_bce", "a2c"], overrides={"supervise_lr": 1e-3, "noise_std": 0.05})
+    configs = {m: C.method_config(spec, m, train_sim, eval_sim) for m in spec.algos}
+    assert configs["hac"].supervise_lr == 1e-3 and configs["hac"].noise_std == 0.05
+    assert configs["hac_no_bce"].supervise_lr == 0.0 and configs["hac_no_bce"].noise_std == 0.05
+    assert configs["a2c"].noise_std == 0.0 and configs["a2c"].supervise_lr == 0.0

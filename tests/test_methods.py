@@ -369,3 +369,10 @@ def test_baseline_trains_checkpoints_and_restores(ray_session, small_simulators,
         assert restored.train()["training_iteration"] == 3
     finally:
         restored.stop()
+
+
+def test_pinned_keys_are_the_presets_own_switches():
+    for name, method in METHODS.items():
+        assert set(method.pinned) <= set(method.defaults), name
+    assert "supervise_lr" in METHODS["hac_no_bce"].pinned and "hyper_align_coef" in METHODS["hac_no_hyper"].pinned
+    assert {"noise_std", "greedy_rate"} <= set(METHODS["a2c"].pinned) and METHODS["hac"].pinned == ()

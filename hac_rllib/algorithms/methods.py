@@ -29,6 +29,9 @@ class Method:
     inverse_dynamics: bool = False
     data: str = ONLINE  # ONLINE: replay buffer of simulator interactions; OFFLINE: the logged records
     defaults: Mapping[str, Any] = field(default_factory=dict)  # HACConfig values that differ from HAC's
+    # defaults that make the method what it is (an ablation's switched-off loss, A2C's exploration):
+    # settings meant for every method of a comparison (``hac compare --set``) leave these alone
+    pinned: Tuple[str, ...] = ()
 
     @property
     def has_critic(self) -> bool:
@@ -42,7 +45,7 @@ _NO_HAC_EXTRAS = {"hyper_align_coef": 0.0, "supervise_lr": 0.0}  # so a method's
 
 
 def _hac(name: str, label: str, summary: str, **defaults: Any) -> Method:
-    return Method(name, label, summary, ("critic", "actor", "align", "supervise"), _HAC_OPTIMIZERS, defaults=defaults)
+    return Method(name, label, summary, ("critic", "actor", "align", "supervise"), _HAC_OPTIMIZERS, defaults=defaults, pinned=tuple(defaults))
 
 
 METHODS: Dict[str, Method] = {
@@ -65,6 +68,7 @@ METHODS: Dict[str, Method] = {
             ("hyper_critic", "actor"),
             _DDPG_OPTIMIZERS,
             defaults=dict(_NO_HAC_EXTRAS),
+            pinned=tuple(_NO_HAC_EXTRAS),
         ),
         Method(
             "td3",
@@ -74,6 +78,7 @@ METHODS: Dict[str, Method] = {
             _DDPG_OPTIMIZERS,
             critic_type="twin_q",
             defaults={**_NO_HAC_EXTRAS, "policy_delay": 2, "target_noise_std": 0.2, "target_noise_clip": 0.5},
+            pinned=tuple(_NO_HAC_EXTRAS),
         ),
         Method(
             "ddpg_ra",
@@ -83,6 +88,7 @@ METHODS: Dict[str, Method] = {
             {**_DDPG_OPTIMIZERS, "align": ("inverse_model", "item_kernel")},
             inverse_dynamics=True,
             defaults={**_NO_HAC_EXTRAS, "align_lr": 1e-5},
+            pinned=tuple(_NO_HAC_EXTRAS),
         ),
         Method(
             "a2c",
@@ -95,6 +101,7 @@ METHODS: Dict[str, Method] = {
             # spread over a softmax across the whole pool, and at HAC's 1e-4 A2C barely moved in
             # short runs (0.19 vs HAC's 0.63 total reward after 400 steps on the synthetic simulator)
             defaults={**_NO_HAC_EXTRAS, "noise_std": 0.0, "greedy_rate": 0.0, "actor_lr": 5e-4},
+            pinned=(*_NO_HAC_EXTRAS, "noise_std", "greedy_rate"),
         ),
         Method(
             "online_sl",
@@ -104,6 +111,7 @@ METHODS: Dict[str, Method] = {
             _SL_OPTIMIZERS,
             critic_type="none",
             defaults={"hyper_align_coef": 0.0},
+            pinned=("hyper_align_coef",),
         ),
         Method(
             "offline_sl",
@@ -114,6 +122,7 @@ METHODS: Dict[str, Method] = {
             critic_type="none",
             data=OFFLINE,
             defaults={"hyper_align_coef": 0.0},
+            pinned=("hyper_align_coef",),
         ),
     )
 }
