@@ -38,7 +38,8 @@ class Method:
         return self.critic_type != "none"
 
 
-_HAC_OPTIMIZERS = {"critic": ("critics",), "actor": ("policy",), "align": ("policy",), "supervise": ("policy",)}
+# No "align" optimizer: HAC's alignment steps the actor's Adam (see phases.PHASES["align"]).
+_HAC_OPTIMIZERS = {"critic": ("critics",), "actor": ("policy",), "supervise": ("policy",)}
 _DDPG_OPTIMIZERS = {"critic": ("critics",), "actor": ("policy",)}
 _SL_OPTIMIZERS = {"supervise": ("policy",)}
 _NO_HAC_EXTRAS = {"hyper_align_coef": 0.0, "supervise_lr": 0.0}  # so a method's config says what it runs
