@@ -48,7 +48,7 @@ def test_resume_continues_from_the_latest_checkpoint(ray_session, small_simulato
         assert algo.iteration == 4
         assert len(algo.replay_buffer) > 4 * 5 * 20, "the replay buffer was kept in the checkpoints"
         state = algo.learner_group.get_state()["learner"]["optimizer"]
-        assert {"default_policy_critic", "default_policy_actor", "default_policy_supervise"} <= set(state)
+        assert {"default_policy_critic", "default_policy_actor", "default_policy_align", "default_policy_supervise"} <= set(state)
     finally:
         algo.stop()
 

@@ -69,7 +69,7 @@ class HACConfig(AlgorithmConfig):
         self.actor_lr: float = 1e-4
         self.critic_lr: float = 1e-3
         self.supervise_lr: float = 1e-4  # L_BCE's own learning rate; 0 switches the supervision off
-        self.align_lr: Optional[float] = None  # PG-RA's inverse-dynamics lr; None = actor_lr (HAC's Eq. 9 uses the actor's optimizer)
+        self.align_lr: Optional[float] = None  # the alignment step's lr; None = actor_lr
         self.hyper_align_coef: float = 0.1  # λ_h; 0 switches the alignment off
         self.noise_std: float = 0.1  # σ of the Gaussian noise on Z while exploring
         self.greedy_rate: float = 1.0  # probability of top-k (else softmax sampling) while exploring

@@ -130,7 +130,7 @@ class HACLearner(TorchLearner):
         return self._run(module_id, ACTOR, phases.actor_phase(module, b, cfg))
 
     def align_step(self, module_id, module, cfg, b):
-        return self._run(module_id, phases.PHASES["align"].optimizer, phases.align_phase(module, b, cfg))
+        return self._run(module_id, ALIGN, phases.align_phase(module, b, cfg))
 
     def supervise_step(self, module_id, module, cfg, b):
         return self._run(module_id, SUPERVISE, phases.supervise_phase(module, b, cfg))

@@ -38,8 +38,7 @@ class Method:
         return self.critic_type != "none"
 
 
-# No "align" optimizer: HAC's alignment steps the actor's Adam (see phases.PHASES["align"]).
-_HAC_OPTIMIZERS = {"critic": ("critics",), "actor": ("policy",), "supervise": ("policy",)}
+_HAC_OPTIMIZERS = {"critic": ("critics",), "actor": ("policy",), "align": ("policy",), "supervise": ("policy",)}
 _DDPG_OPTIMIZERS = {"critic": ("critics",), "actor": ("policy",)}
 _SL_OPTIMIZERS = {"supervise": ("policy",)}
 _NO_HAC_EXTRAS = {"hyper_align_coef": 0.0, "supervise_lr": 0.0}  # so a method's config says what it runs

@@ -177,9 +177,7 @@ PHASES: Dict[str, Phase] = {
     "value": Phase("critic", value_phase),  # A2C: TD on V(s)
     "actor": Phase("actor", actor_phase),  # −Q(s, Z)
     "policy_gradient": Phase("actor", policy_gradient_phase),  # A2C
-    # HAC Eq. 9 steps the actor's own Adam (shared moments, as the authors' code): a separate Adam would
-    # normalise λ_h away, since Adam's step does not depend on the scale of a loss.
-    "align": Phase("actor", align_phase, lambda cfg: cfg.hyper_align_coef > 0),
+    "align": Phase("align", align_phase, lambda cfg: cfg.hyper_align_coef > 0),  # HAC Eq. 9
     "inverse_dynamics": Phase("align", inverse_dynamics_phase, lambda cfg: _align_lr(cfg) > 0),  # PG-RA
     "supervise": Phase("supervise", supervise_phase, lambda cfg: cfg.supervise_lr > 0),  # Eq. 10
 }
