@@ -26,7 +26,6 @@ import csv
 import dataclasses
 import functools
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from hac_rllib.algorithms.methods import METHODS, OFFLINE, TABLE_ORDER, get_method
+from tuning.analysis import flatten_result, is_finite, mean_ci
 
 MANIFEST = "compare.json"
 TRIALS_DIR = "trials"
@@ -291,20 +291,6 @@ class Trial:
     wall_s: float = float("nan")
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def read_trials(out: Path) -> List[Trial]:
     exp = Path(out) / TRIALS_DIR
     if not exp.is_dir():
@@ -323,11 +309,11 @@ def read_trials(out: Path) -> List[Trial]:
                 except json.JSONDecodeError:
                     continue  # a line cut short by an interruption
                 raw.pop("config", None)
-                rows.append(_flatten(raw))
+                rows.append(flatten_result(raw))
         final = {}
         for row in rows:
-            if _finite(row.get(SCORES[0][0])):
-                final = {key: float(row[key]) for key, _, _ in SCORES if _finite(row.get(key))}
+            if is_finite(row.get(SCORES[0][0])):
+                final = {key: float(row[key]) for key, _, _ in SCORES if is_finite(row.get(key))}
         done = bool(rows and rows[-1].get("done"))
         status = "finished" if done and final else ("errored" if (d / "error.txt").is_file() else "incomplete")
         wall = float(rows[-1].get("time_total_s", float("nan"))) if rows else float("nan")
@@ -350,7 +336,6 @@ class MethodRow:
 
 
 def summarize(trials: Sequence[Trial]) -> List[MethodRow]:
-    from tuning.analysis import mean_ci
 
     rows = []
     methods = [m for m in TABLE_ORDER if any(t.method == m for t in trials)]
@@ -372,7 +357,6 @@ def reference_rows(eval_sim: str, sessions: int, seeds: Sequence[int], num_envs:
     """Random and Popular slates in the evaluation simulator, with the same sessions and seeds."""
     from envs.evaluation import PopularPolicy, RandomPolicy, evaluate_sessions
     from envs.simulator import HACSimulatorEnv
-    from tuning.analysis import mean_ci
 
     env = HACSimulatorEnv(eval_sim, num_envs=num_envs)
     rows = []
@@ -391,13 +375,13 @@ def reference_rows(eval_sim: str, sessions: int, seeds: Sequence[int], num_envs:
 
 
 def _fmt(mean: float, half: float) -> str:
-    if not _finite(mean):
+    if not is_finite(mean):
         return "–"
-    return f"{mean:.3f} ± {half:.3f}" if _finite(half) else f"{mean:.3f}"
+    return f"{mean:.3f} ± {half:.3f}" if is_finite(half) else f"{mean:.3f}"
 
 
 def _ranks(rows: Sequence[MethodRow], key: str, mode: str) -> Dict[str, int]:
-    scored = [r for r in rows if _finite(r.mean.get(key))]
+    scored = [r for r in rows if is_finite(r.mean.get(key))]
     scored.sort(key=lambda r: r.mean[key], reverse=(mode == "max"))
     return {r.method: i + 1 for i, r in enumerate(scored)}
 
@@ -409,7 +393,7 @@ def hac_standing(rows: Sequence[MethodRow]) -> Optional[Dict[str, Any]]:
     if "hac" not in ranks or len(ranks) < 2:
         return None
     by = {r.method: r for r in rows}
-    others = sorted((r for r in rows if r.method != "hac" and _finite(r.mean.get(key))), key=lambda r: -r.mean[key])
+    others = sorted((r for r in rows if r.method != "hac" and is_finite(r.mean.get(key))), key=lambda r: -r.mean[key])
     best_other = others[0]
     margin = by["hac"].mean[key] - best_other.mean[key]
     # Welch's t-test over seeds: is the gap more than seed noise?
@@ -483,7 +467,6 @@ def plot_curves(trials: Sequence[Trial], out: Path, *, references: Sequence[Meth
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     import numpy as np
-    from scipy import stats
 
     methods = [m for m in TABLE_ORDER if any(t.method == m for t in trials)]
     methods += sorted({t.method for t in trials} - set(methods))
@@ -498,16 +481,14 @@ def plot_curves(trials: Sequence[Trial], out: Path, *, references: Sequence[Meth
                 if t.method != m:
                     continue
                 for row in t.rows:
-                    if _finite(row.get(key)):
+                    if is_finite(row.get(key)):
                         series.setdefault(int(row.get("training_iteration", 0)), []).append(float(row[key]))
             if not series:
                 continue
             xs = np.array(sorted(series))
-            means = np.array([np.mean(series[x]) for x in xs])
-            half = np.array([
-                stats.t.ppf(0.975, len(series[x]) - 1) * np.std(series[x], ddof=1) / math.sqrt(len(series[x])) if len(series[x]) > 1 else 0.0
-                for x in xs
-            ])
+            cis = [mean_ci(series[x]) for x in xs]  # one seed: no band
+            means = np.array([mean for mean, _ in cis])
+            half = np.nan_to_num(np.array([h for _, h in cis]), nan=0.0)
             color = colors.get(m, "black")
             label = METHODS[m].label if m in METHODS else m
             style = "-" if m.startswith("hac") else "--"
@@ -516,7 +497,7 @@ def plot_curves(trials: Sequence[Trial], out: Path, *, references: Sequence[Meth
             drawn += 1
         if drawn and key == SCORES[0][0]:
             for ref, style in zip(references, (":", "-.")):
-                if _finite(ref.mean.get(key)):
+                if is_finite(ref.mean.get(key)):
                     ax.axhline(ref.mean[key], color="gray", linestyle=style, linewidth=1.2, label=f"{ref.label} slates")
         if drawn:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -582,7 +563,7 @@ def make_report(out: Path, *, log: Callable[[str], None] = print, references: bo
         lines.append(
             f"HAC {verdict} on Total Reward: {standing['margin']:+.3f} ({standing['margin_pct']:+.1f} %) against the best other method "
             f"({standing['best_other']})"
-            + (f"; Welch's t-test over seeds p = {standing['welch_p']:.3g}." if _finite(standing["welch_p"]) else " (one seed: no test).")
+            + (f"; Welch's t-test over seeds p = {standing['welch_p']:.3g}." if is_finite(standing["welch_p"]) else " (one seed: no test).")
         )
         lines.append("")
     failed = [t for t in trials if t.status != "finished"]

@@ -117,9 +117,9 @@ def read_trial(d: Path) -> TrialResult:
         t.ended = _f(rows[-1].get("timestamp"))
         for row in rows:
             value = row.get(METRIC)
-            if _finite(value):
+            if is_finite(value):
                 t.curve.append((int(row.get("training_iteration", 0)), float(value)))
-                t.final = {k: float(row[k]) for k in SCORES if _finite(row.get(k))}
+                t.final = {k: float(row[k]) for k in SCORES if is_finite(row.get(k))}
                 t.final["iteration"] = float(row.get("training_iteration", 0))
     return t
 
@@ -137,7 +137,7 @@ def _read_rows(d: Path) -> List[Dict[str, Any]]:
             except json.JSONDecodeError:
                 continue  # a line cut short by an interruption
             raw.pop("config", None)
-            rows.append(_flatten(raw))
+            rows.append(flatten_result(raw))
         if rows:
             return rows
     if (d / "progress.csv").is_file():
@@ -147,11 +147,11 @@ def _read_rows(d: Path) -> List[Dict[str, Any]]:
     return rows
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+def flatten_result(d: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}/"))
+            out.update(flatten_result(v, f"{prefix}{k}/"))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -173,7 +173,7 @@ def _f(v: Any) -> Optional[float]:
         return None
 
 
-def _finite(v: Any) -> bool:
+def is_finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -191,7 +191,7 @@ def _error_summary(text: str) -> str:
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> Tuple[float, float]:
     """Mean and the half-width of the Student-t confidence interval (nan half-width for n < 2)."""
-    vals = [float(v) for v in values if _finite(v)]
+    vals = [float(v) for v in values if is_finite(v)]
     n = len(vals)
     if n == 0:
         return float("nan"), float("nan")
@@ -259,7 +259,7 @@ def summarize(trials: Sequence[TrialResult], manifest: Mapping[str, Any]) -> Lis
 
 
 def best_point(points: Iterable[PointSummary], metric: str = METRIC) -> Optional[PointSummary]:
-    scored = [p for p in points if p.n > 0 and _finite(p.mean.get(metric))]
+    scored = [p for p in points if p.n > 0 and is_finite(p.mean.get(metric))]
     return max(scored, key=lambda p: p.mean[metric]) if scored else None
 
 
@@ -283,7 +283,7 @@ def write_summary_csv(points: Sequence[PointSummary], keys: Sequence[str], path:
             for k in SCORES:
                 short = k.split("/")[-1]
                 m, h = p.mean[k], p.ci95[k]
-                row.update({f"{short}_mean": m, f"{short}_ci95": h, f"{short}_lo": m - h if _finite(h) else m, f"{short}_hi": m + h if _finite(h) else m})
+                row.update({f"{short}_mean": m, f"{short}_ci95": h, f"{short}_lo": m - h if is_finite(h) else m, f"{short}_hi": m + h if is_finite(h) else m})
             w.writerow(row)
     tmp.replace(path)
     return Path(path)
@@ -314,9 +314,9 @@ def fmt_value(v: Any) -> str:
 
 
 def fmt_ci(mean: float, half: float, digits: int = 3) -> str:
-    if not _finite(mean):
+    if not is_finite(mean):
         return "—"
-    return f"{mean:.{digits}f} ± {half:.{digits}f}" if _finite(half) else f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}" if is_finite(half) else f"{mean:.{digits}f}"
 
 
 SHORT = {
